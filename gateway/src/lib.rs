@@ -1,0 +1,1 @@
+//! Client API: websocket and REST for quotes, RFQ, accept and status.

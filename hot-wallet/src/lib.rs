@@ -1,0 +1,1 @@
+//! Keys, deposit addresses, deposit matching, swap driving and payouts.

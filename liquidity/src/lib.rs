@@ -1,0 +1,1 @@
+//! Venue books, size-exact pricing, signed firm quotes, price locks and risk.

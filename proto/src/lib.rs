@@ -1,0 +1,1 @@
+//! Domain types, API messages and event envelopes of the swap engine (pure, no I/O).

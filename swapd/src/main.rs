@@ -1,0 +1,3 @@
+//! `swapd`: the swap engine binary.
+
+fn main() {}
