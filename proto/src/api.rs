@@ -1,0 +1,297 @@
+//! Client API messages, shared by REST and the websocket protocol.
+//!
+//! Amounts go out twice: as a decimal string in whole units for people
+//! (`"0.015"`) and as base units for signers (`"1500000"`). Amounts come in
+//! as decimal strings, checked against the asset's precision.
+
+use serde::{Deserialize, Serialize};
+
+use crate::amount::Amount;
+use crate::asset::{AssetId, Pair, Price};
+use crate::chain::Network;
+use crate::ids::{QuoteId, SwapId};
+use crate::Timestamp;
+
+/// Which side of a swap the client's amount fixes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AmountSide {
+    /// The client says how much it sends; the engine says how much it pays.
+    #[default]
+    From,
+    /// The client says how much it wants to receive.
+    To,
+}
+
+/// A request for a firm quote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RfqRequest {
+    pub from: String,
+    pub to: String,
+    /// Decimal string in whole units of the side's asset.
+    pub amount: String,
+    #[serde(default)]
+    pub amount_side: AmountSide,
+}
+
+/// A firm quote: the engine will honour it once, before `expires_at`, for
+/// exactly this size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quote {
+    pub quote_id: QuoteId,
+    pub from: AssetId,
+    pub to: AssetId,
+    pub amount_in: String,
+    pub amount_in_base_units: Amount,
+    pub amount_out: String,
+    pub amount_out_base_units: Amount,
+    /// Units of `to` per unit of `from`, all costs included.
+    pub price: Price,
+    /// The payout's network fee, in `to`, already taken out of `amount_out`.
+    pub network_fee: String,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    /// The engine's signature over the quote's terms (hex), so services can
+    /// check a quote they did not make.
+    pub signature: String,
+}
+
+/// Accept a firm quote and open a swap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptRequest {
+    pub quote_id: String,
+    /// Where the engine pays `to`.
+    pub payout_address: String,
+    /// Where the engine returns `from` if the swap cannot complete.
+    #[serde(default)]
+    pub refund_address: Option<String>,
+    /// A key of the client's choosing: retrying an accept with the same key
+    /// returns the same swap.
+    pub idempotency_key: String,
+}
+
+/// Give a refund address to a swap that needs one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefundAddressRequest {
+    pub refund_address: String,
+}
+
+/// What the user must send, where, and by when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DepositInstructions {
+    pub network: Network,
+    pub asset: AssetId,
+    pub address: String,
+    pub amount: String,
+    pub amount_base_units: Amount,
+    pub deadline: Timestamp,
+    /// BIP21 (Bitcoin) or EIP-681 (Ethereum) URI for wallets and QR codes.
+    pub payment_uri: String,
+    pub required_confirmations: u32,
+}
+
+/// Where a swap stands, as clients see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SwapStatus {
+    AwaitingDeposit,
+    DepositSeen,
+    Confirming,
+    DepositConfirmed,
+    AmountMismatch,
+    Executing,
+    PayoutPending,
+    PayoutBroadcast,
+    Completed,
+    Expired,
+    RefundRequired,
+    Refunding,
+    Refunded,
+    ManualReview,
+    Failed,
+}
+
+impl SwapStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            SwapStatus::Completed | SwapStatus::Expired | SwapStatus::Refunded | SwapStatus::Failed
+        )
+    }
+}
+
+/// One deposit transaction output seen for a swap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DepositView {
+    pub txid: String,
+    pub output: u32,
+    pub amount: String,
+    pub amount_base_units: Amount,
+    pub confirmations: u64,
+    /// `pending`, `confirmed`, `applied` (paid out), `refunding`,
+    /// `refunded`, `review`, `dust`, `dropped`.
+    pub disposition: String,
+}
+
+/// A payment the engine makes: the payout, or a refund.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentView {
+    pub payment_id: String,
+    pub asset: AssetId,
+    pub address: String,
+    pub amount: String,
+    pub amount_base_units: Amount,
+    pub txid: Option<String>,
+    /// `pending`, `broadcast`, `confirmed`.
+    pub status: String,
+    pub confirmations: u64,
+}
+
+/// A swap, as clients see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwapView {
+    pub swap_id: SwapId,
+    pub status: SwapStatus,
+    pub quote_id: QuoteId,
+    pub from: AssetId,
+    pub to: AssetId,
+    pub amount_in: String,
+    pub amount_out: String,
+    pub price: Price,
+    pub deposit: DepositInstructions,
+    pub payout_address: String,
+    pub refund_address: Option<String>,
+    pub deposits: Vec<DepositView>,
+    pub payout: Option<PaymentView>,
+    pub refunds: Vec<PaymentView>,
+    /// Why the swap is where it is, when that needs saying (a short deposit,
+    /// an expiry, a review).
+    pub reason: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// One rung of an indicative price ladder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LadderRung {
+    pub amount_in: String,
+    pub amount_out: String,
+    pub price: Price,
+}
+
+/// Indicative prices of a pair for a few sizes; not a commitment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndicativePrices {
+    pub pair: Pair,
+    pub rungs: Vec<LadderRung>,
+    pub at: Timestamp,
+}
+
+/// A machine-readable error code; the message says it for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadRequest,
+    InvalidAmount,
+    InvalidAddress,
+    UnknownAsset,
+    UnsupportedPair,
+    AmountTooSmall,
+    AmountTooLarge,
+    InsufficientLiquidity,
+    QuoteNotFound,
+    QuoteExpired,
+    QuoteAlreadyUsed,
+    SwapNotFound,
+    IdempotencyConflict,
+    TradingHalted,
+    RateLimited,
+    Unavailable,
+    Internal,
+}
+
+/// An error answer: a code and a sentence saying what was wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Messages a client sends on the websocket. Every request may carry a
+/// `request_id`, echoed in the answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMessage {
+    Subscribe {
+        pairs: Vec<String>,
+    },
+    Unsubscribe {
+        pairs: Vec<String>,
+    },
+    Rfq {
+        #[serde(default)]
+        request_id: Option<String>,
+        from: String,
+        to: String,
+        amount: String,
+        #[serde(default)]
+        amount_side: AmountSide,
+    },
+    Accept {
+        #[serde(default)]
+        request_id: Option<String>,
+        quote_id: String,
+        payout_address: String,
+        #[serde(default)]
+        refund_address: Option<String>,
+        idempotency_key: String,
+    },
+    WatchSwaps {
+        swap_ids: Vec<String>,
+    },
+    Ping {
+        #[serde(default)]
+        nonce: Option<String>,
+    },
+}
+
+/// Messages the server sends on the websocket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    Prices(IndicativePrices),
+    Quote {
+        request_id: Option<String>,
+        quote: Quote,
+    },
+    Swap {
+        request_id: Option<String>,
+        swap: SwapView,
+    },
+    SwapStatus {
+        swap: SwapView,
+    },
+    Subscribed {
+        pairs: Vec<Pair>,
+    },
+    Pong {
+        nonce: Option<String>,
+    },
+    Error {
+        request_id: Option<String>,
+        code: ErrorCode,
+        message: String,
+    },
+}

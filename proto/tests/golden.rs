@@ -1,0 +1,306 @@
+//! Every API message and event payload: a round trip through JSON, and a
+//! golden file per message type so that a schema change shows in review.
+//! `UPDATE_GOLDEN=1 cargo test -p proto --test golden` rewrites the files.
+
+use std::fmt::Debug;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use chrono::TimeZone;
+use proto::api::*;
+use proto::event::{ChainEvent, Envelope, SwapStatusChanged, TxStatus};
+use proto::{Amount, AssetId, EventId, Network, Pair, Price, QuoteId, SwapId, Timestamp};
+use rust_decimal_macros::dec;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use uuid::Uuid;
+
+fn t(secs: i64) -> Timestamp {
+    chrono::Utc.timestamp_opt(1_790_000_000 + secs, 0).unwrap()
+}
+
+fn id(n: u128) -> Uuid {
+    Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 + n)
+}
+
+fn check<T: Serialize + DeserializeOwned + PartialEq + Debug>(name: &str, value: &T) {
+    let json = serde_json::to_string_pretty(value).unwrap() + "\n";
+    let back: T = serde_json::from_str(&json).unwrap();
+    assert_eq!(&back, value, "{name} does not survive a JSON round trip");
+
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(format!("{name}.json"));
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &json).unwrap();
+        return;
+    }
+    let golden = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        panic!("missing golden file {path:?}; run with UPDATE_GOLDEN=1 to create it")
+    });
+    assert_eq!(
+        json, golden,
+        "{name}'s JSON changed; if intended, run with UPDATE_GOLDEN=1 and review the diff"
+    );
+    // The golden file itself still parses into the same value.
+    let parsed: T = serde_json::from_str(&golden).unwrap();
+    assert_eq!(&parsed, value);
+}
+
+fn btc() -> AssetId {
+    AssetId::new("BTC").unwrap()
+}
+fn eth() -> AssetId {
+    AssetId::new("ETH").unwrap()
+}
+
+fn quote() -> Quote {
+    Quote {
+        quote_id: QuoteId(id(1)),
+        from: btc(),
+        to: eth(),
+        amount_in: "0.015".into(),
+        amount_in_base_units: Amount::from_base_units(1_500_000),
+        amount_out: "0.4312".into(),
+        amount_out_base_units: Amount::from_base_units(431_200_000_000_000_000),
+        price: Price(dec!(28.746666666666666667)),
+        network_fee: "0.000042".into(),
+        created_at: t(0),
+        expires_at: t(30),
+        signature: "ab".repeat(32),
+    }
+}
+
+fn swap_view() -> SwapView {
+    SwapView {
+        swap_id: SwapId(id(2)),
+        status: SwapStatus::Confirming,
+        quote_id: QuoteId(id(1)),
+        from: btc(),
+        to: eth(),
+        amount_in: "0.015".into(),
+        amount_out: "0.4312".into(),
+        price: Price(dec!(28.746666666666666667)),
+        deposit: DepositInstructions {
+            network: Network::from_str("bitcoin-regtest").unwrap(),
+            asset: btc(),
+            address: "bcrt1qs758ursh4q9z627kt3pp5yysm78ddny6txaqgw".into(),
+            amount: "0.015".into(),
+            amount_base_units: Amount::from_base_units(1_500_000),
+            deadline: t(3600),
+            payment_uri: "bitcoin:bcrt1qs758ursh4q9z627kt3pp5yysm78ddny6txaqgw?amount=0.015".into(),
+            required_confirmations: 2,
+        },
+        payout_address: "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359".into(),
+        refund_address: Some("bcrt1qs758ursh4q9z627kt3pp5yysm78ddny6txaqgw".into()),
+        deposits: vec![DepositView {
+            txid: "aa".repeat(32),
+            output: 1,
+            amount: "0.015".into(),
+            amount_base_units: Amount::from_base_units(1_500_000),
+            confirmations: 1,
+            disposition: "pending".into(),
+        }],
+        payout: Some(PaymentView {
+            payment_id: id(3).to_string(),
+            asset: eth(),
+            address: "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359".into(),
+            amount: "0.4312".into(),
+            amount_base_units: Amount::from_base_units(431_200_000_000_000_000),
+            txid: None,
+            status: "pending".into(),
+            confirmations: 0,
+        }),
+        refunds: vec![],
+        reason: None,
+        created_at: t(1),
+        updated_at: t(200),
+    }
+}
+
+#[test]
+fn rest_messages() {
+    check(
+        "rfq_request",
+        &RfqRequest {
+            from: "BTC".into(),
+            to: "ETH".into(),
+            amount: "0.015".into(),
+            amount_side: AmountSide::From,
+        },
+    );
+    check("quote", &quote());
+    check(
+        "accept_request",
+        &AcceptRequest {
+            quote_id: id(1).to_string(),
+            payout_address: "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359".into(),
+            refund_address: Some("bcrt1qs758ursh4q9z627kt3pp5yysm78ddny6txaqgw".into()),
+            idempotency_key: "wallet-7f3a-1".into(),
+        },
+    );
+    check(
+        "refund_address_request",
+        &RefundAddressRequest {
+            refund_address: "bcrt1qs758ursh4q9z627kt3pp5yysm78ddny6txaqgw".into(),
+        },
+    );
+    check("swap_view", &swap_view());
+    check(
+        "indicative_prices",
+        &IndicativePrices {
+            pair: Pair::from_str("BTC/ETH").unwrap(),
+            rungs: vec![LadderRung {
+                amount_in: "0.1".into(),
+                amount_out: "2.87".into(),
+                price: Price(dec!(28.7)),
+            }],
+            at: t(5),
+        },
+    );
+    check(
+        "api_error",
+        &ApiError::new(
+            ErrorCode::QuoteExpired,
+            "quote 01900000-0000-7000-8000-000000000001 expired at 2026-09-21T14:13:50Z",
+        ),
+    );
+}
+
+#[test]
+fn websocket_messages() {
+    let client = vec![
+        ClientMessage::Subscribe {
+            pairs: vec!["BTC/ETH".into()],
+        },
+        ClientMessage::Unsubscribe {
+            pairs: vec!["BTC/ETH".into()],
+        },
+        ClientMessage::Rfq {
+            request_id: Some("r1".into()),
+            from: "BTC".into(),
+            to: "ETH".into(),
+            amount: "0.015".into(),
+            amount_side: AmountSide::From,
+        },
+        ClientMessage::Accept {
+            request_id: Some("r2".into()),
+            quote_id: id(1).to_string(),
+            payout_address: "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359".into(),
+            refund_address: None,
+            idempotency_key: "k1".into(),
+        },
+        ClientMessage::WatchSwaps {
+            swap_ids: vec![id(2).to_string()],
+        },
+        ClientMessage::Ping {
+            nonce: Some("n".into()),
+        },
+    ];
+    check("ws_client_messages", &client);
+    let server = vec![
+        ServerMessage::Subscribed {
+            pairs: vec![Pair::from_str("BTC/ETH").unwrap()],
+        },
+        ServerMessage::Quote {
+            request_id: Some("r1".into()),
+            quote: quote(),
+        },
+        ServerMessage::Swap {
+            request_id: Some("r2".into()),
+            swap: swap_view(),
+        },
+        ServerMessage::SwapStatus { swap: swap_view() },
+        ServerMessage::Pong { nonce: None },
+        ServerMessage::Error {
+            request_id: None,
+            code: ErrorCode::BadRequest,
+            message: "unknown message type \"hello\"".into(),
+        },
+    ];
+    check("ws_server_messages", &server);
+}
+
+#[test]
+fn unknown_fields_are_refused() {
+    let err = serde_json::from_str::<ClientMessage>(r#"{"type":"ping","nonce":"a","x":1}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown field"), "{err}");
+    let err = serde_json::from_str::<RfqRequest>(
+        r#"{"from":"BTC","to":"ETH","amount":"1","amount_sid":"to"}"#,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("unknown field `amount_sid`"), "{err}");
+}
+
+#[test]
+fn chain_events() {
+    let network = Network::from_str("bitcoin-regtest").unwrap();
+    let events = vec![
+        ChainEvent::Output {
+            network,
+            txid: "aa".repeat(32),
+            output: 1,
+            address: "bcrt1qs758ursh4q9z627kt3pp5yysm78ddny6txaqgw".into(),
+            asset: btc(),
+            amount: Amount::from_base_units(1_500_000),
+            status: TxStatus::Confirmed {
+                block_height: 103,
+                block_hash: "bb".repeat(32),
+                depth: 2,
+            },
+        },
+        ChainEvent::Output {
+            network,
+            txid: "aa".repeat(32),
+            output: 1,
+            address: "bcrt1qs758ursh4q9z627kt3pp5yysm78ddny6txaqgw".into(),
+            asset: btc(),
+            amount: Amount::from_base_units(1_500_000),
+            status: TxStatus::Dropped {
+                replaced_by: Some("cc".repeat(32)),
+            },
+        },
+        ChainEvent::Transaction {
+            network: Network::from_str("ethereum-dev").unwrap(),
+            txid: format!("0x{}", "dd".repeat(32)),
+            status: TxStatus::Seen,
+        },
+        ChainEvent::Transaction {
+            network,
+            txid: "ee".repeat(32),
+            status: TxStatus::Unconfirmed {
+                block_hash: "bb".repeat(32),
+            },
+        },
+        ChainEvent::BlockConnected {
+            network,
+            height: 103,
+            hash: "bb".repeat(32),
+            parent_hash: "99".repeat(32),
+        },
+        ChainEvent::BlockDisconnected {
+            network,
+            height: 103,
+            hash: "bb".repeat(32),
+        },
+    ];
+    check("chain_events", &events);
+    let envelope = Envelope::new(events[0].event_id(), t(9), events[0].clone());
+    assert_eq!(envelope.kind, "chain.output");
+    assert_eq!(envelope.key, "bcrt1qs758ursh4q9z627kt3pp5yysm78ddny6txaqgw");
+    check("envelope_chain_output", &envelope);
+    check(
+        "envelope_swap_status",
+        &Envelope::new(
+            EventId(id(9)),
+            t(10),
+            SwapStatusChanged {
+                version: 4,
+                swap: swap_view(),
+            },
+        ),
+    );
+}
