@@ -1,0 +1,799 @@
+//! The Ethereum dev chain without I/O: accounts, a transaction pool with
+//! geth's admission rules, EIP-1559 blocks of plain ETH transfers, receipts,
+//! and historical balances.
+//!
+//! The whole state is a deterministic function of an ordered list of
+//! [`Event`]s (genesis, accepted transactions, mined blocks with their
+//! timestamps, balance overrides): persistence appends events, restart and
+//! `evm_revert` replay them.
+//!
+//! Simplifications (documented, visible to clients): there is no EVM, so
+//! every transaction is a transfer whose gas used is its intrinsic gas, and
+//! contract creation is refused; `stateRoot` is the keccak of the sorted
+//! account list, not a Merkle-Patricia root. `transactionsRoot` and
+//! `receiptsRoot` are the real trie roots; block hashes are keccak of the RLP
+//! header.
+
+use std::collections::{BTreeMap, HashMap};
+
+use alloy_consensus::proofs::{calculate_receipt_root, calculate_transaction_root};
+use alloy_consensus::transaction::SignerRecoverable;
+use alloy_consensus::{
+    Eip658Value, Header, Receipt, ReceiptEnvelope, ReceiptWithBloom, Transaction as _, TxEnvelope,
+    EMPTY_OMMER_ROOT_HASH, EMPTY_ROOT_HASH,
+};
+use alloy_eips::eip1559::BaseFeeParams;
+use alloy_eips::eip2718::{Decodable2718, Encodable2718};
+use alloy_primitives::{keccak256, Address, Bloom, Bytes, B256, B64, U256};
+use serde::{Deserialize, Serialize};
+
+/// Anvil's dev chain id.
+pub const DEFAULT_CHAIN_ID: u64 = 31337;
+/// Block gas limit.
+pub const BLOCK_GAS_LIMIT: u64 = 30_000_000;
+/// Base fee of the genesis block (1 gwei).
+pub const INITIAL_BASE_FEE: u64 = 1_000_000_000;
+/// Gas of a plain transfer.
+pub const TRANSFER_GAS: u64 = 21_000;
+/// Suggested priority fee (1 gwei).
+pub const SUGGESTED_TIP: u128 = 1_000_000_000;
+/// Depth below the head of the `safe` tag.
+pub const SAFE_DEPTH: u64 = 32;
+/// Depth below the head of the `finalized` tag.
+pub const FINALIZED_DEPTH: u64 = 64;
+
+/// One step of the chain's history; the state is a fold over these.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Event {
+    /// The genesis block.
+    Genesis {
+        /// Chain id.
+        chain_id: u64,
+        /// Genesis timestamp.
+        timestamp: u64,
+        /// Prefunded accounts.
+        alloc: Vec<(Address, U256)>,
+    },
+    /// A transaction admitted to the pool (EIP-2718 bytes).
+    Tx {
+        /// The raw transaction.
+        raw: Bytes,
+    },
+    /// A block was mined from the pool at `timestamp`, giving `hash`.
+    Block {
+        /// Block timestamp.
+        timestamp: u64,
+        /// The resulting hash, checked on replay.
+        hash: B256,
+    },
+    /// `anvil_setBalance`.
+    SetBalance {
+        /// The account.
+        address: Address,
+        /// Its new balance.
+        balance: U256,
+    },
+}
+
+/// An account's balance and nonce.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Account {
+    /// Balance in wei.
+    pub balance: U256,
+    /// Number of transactions sent.
+    pub nonce: u64,
+}
+
+/// A transaction included in a block, with its receipt data.
+#[derive(Debug, Clone)]
+pub struct MinedTx {
+    /// The transaction.
+    pub tx: TxEnvelope,
+    /// Its sender.
+    pub from: Address,
+    /// Gas used.
+    pub gas_used: u64,
+    /// Gas used by the block up to and including this transaction.
+    pub cumulative_gas_used: u64,
+    /// Price per gas actually paid.
+    pub effective_gas_price: u128,
+}
+
+/// A block of the chain.
+#[derive(Debug, Clone)]
+pub struct EthBlock {
+    /// The header.
+    pub header: Header,
+    /// keccak256 of the RLP header.
+    pub hash: B256,
+    /// Its transactions.
+    pub txs: Vec<MinedTx>,
+}
+
+impl EthBlock {
+    /// RLP size of the block (header plus transactions, approximately as geth counts).
+    pub fn size(&self) -> u64 {
+        let mut h = Vec::new();
+        alloy_rlp::Encodable::encode(&self.header, &mut h);
+        let txs: usize = self.txs.iter().map(|t| t.tx.encode_2718_len()).sum();
+        (h.len() + txs + 8) as u64
+    }
+}
+
+/// A pool transaction.
+#[derive(Debug, Clone)]
+pub struct PendingTx {
+    /// The transaction.
+    pub tx: TxEnvelope,
+    /// Its sender.
+    pub from: Address,
+    /// Its hash.
+    pub hash: B256,
+    /// Admission order.
+    pub seq: u64,
+}
+
+/// Why a transaction was refused; `Display` is geth's message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TxError {
+    /// Bytes are not a valid EIP-2718 transaction.
+    #[error("rlp: {0}")]
+    Decode(String),
+    /// Blob and set-code transactions are not supported.
+    #[error("transaction type not supported")]
+    TypeNotSupported,
+    /// A legacy transaction without EIP-155 replay protection.
+    #[error("only replay-protected (EIP-155) transactions allowed over RPC")]
+    NotReplayProtected,
+    /// Signed for another chain.
+    #[error("invalid chain id for signer: have {have} want {want}")]
+    WrongChainId {
+        /// Chain id of the transaction.
+        have: u64,
+        /// This chain's id.
+        want: u64,
+    },
+    /// The signature does not recover.
+    #[error("invalid sender")]
+    InvalidSender,
+    /// Already in the pool.
+    #[error("already known")]
+    AlreadyKnown,
+    /// Contract creation needs an EVM, which this node does not have yet.
+    #[error("contract creation is not supported by this node")]
+    ContractCreation,
+    /// Gas limit above the block's.
+    #[error("exceeds block gas limit")]
+    GasLimit,
+    /// Priority fee above fee cap.
+    #[error("max priority fee per gas higher than max fee per gas")]
+    TipAboveFeeCap,
+    /// Gas limit below intrinsic gas.
+    #[error("intrinsic gas too low: have {have}, want {want}")]
+    IntrinsicGas {
+        /// Gas limit given.
+        have: u64,
+        /// Intrinsic gas.
+        want: u64,
+    },
+    /// Nonce already used.
+    #[error("nonce too low: address {address}, tx: {tx} state: {state}")]
+    NonceTooLow {
+        /// Sender.
+        address: Address,
+        /// Transaction nonce.
+        tx: u64,
+        /// Account nonce.
+        state: u64,
+    },
+    /// Nonce leaves a gap (this node does not queue future transactions).
+    #[error("nonce too high: address {address}, tx: {tx} state: {state}")]
+    NonceTooHigh {
+        /// Sender.
+        address: Address,
+        /// Transaction nonce.
+        tx: u64,
+        /// Next usable nonce (including pending transactions).
+        state: u64,
+    },
+    /// Fee cap below the next block's base fee.
+    #[error("max fee per gas less than block base fee: address {address}, maxFeePerGas: {max_fee} baseFee: {base_fee}")]
+    FeeCapTooLow {
+        /// Sender.
+        address: Address,
+        /// Fee cap.
+        max_fee: u128,
+        /// Next base fee.
+        base_fee: u64,
+    },
+    /// Same-nonce replacement without a 10% bump of both fees.
+    #[error("replacement transaction underpriced")]
+    ReplacementUnderpriced,
+    /// Balance does not cover value plus maximum gas cost.
+    #[error(
+        "insufficient funds for gas * price + value: address {address} have {have} want {want}"
+    )]
+    InsufficientFunds {
+        /// Sender.
+        address: Address,
+        /// Balance.
+        have: U256,
+        /// Cost.
+        want: U256,
+    },
+}
+
+/// Intrinsic gas of a transaction (EIP-2028 calldata, EIP-2930 access list).
+pub fn intrinsic_gas(tx: &TxEnvelope) -> u64 {
+    let data: u64 = tx
+        .input()
+        .iter()
+        .map(|b| if *b == 0 { 4 } else { 16 })
+        .sum();
+    let access: u64 = tx
+        .access_list()
+        .map(|l| {
+            l.0.iter()
+                .map(|i| 2400 + 1900 * i.storage_keys.len() as u64)
+                .sum()
+        })
+        .unwrap_or(0);
+    TRANSFER_GAS + data + access
+}
+
+fn effective_tip(tx: &TxEnvelope, base_fee: u64) -> Option<u128> {
+    tx.effective_tip_per_gas(base_fee)
+}
+
+/// The chain.
+#[derive(Debug)]
+pub struct EthChain {
+    chain_id: u64,
+    blocks: Vec<EthBlock>,
+    by_hash: HashMap<B256, u64>,
+    tx_index: HashMap<B256, (u64, usize)>,
+    accounts: BTreeMap<Address, Account>,
+    history: HashMap<Address, Vec<(u64, Account)>>,
+    pool: BTreeMap<(Address, u64), PendingTx>,
+    pool_by_hash: HashMap<B256, (Address, u64)>,
+    next_seq: u64,
+}
+
+impl EthChain {
+    /// A chain at genesis.
+    pub fn genesis(chain_id: u64, timestamp: u64, alloc: &[(Address, U256)]) -> Self {
+        let mut c = EthChain {
+            chain_id,
+            blocks: Vec::new(),
+            by_hash: HashMap::new(),
+            tx_index: HashMap::new(),
+            accounts: BTreeMap::new(),
+            history: HashMap::new(),
+            pool: BTreeMap::new(),
+            pool_by_hash: HashMap::new(),
+            next_seq: 0,
+        };
+        for (a, wei) in alloc {
+            c.set_account(
+                *a,
+                Account {
+                    balance: *wei,
+                    nonce: 0,
+                },
+                0,
+            );
+        }
+        let header = Header {
+            parent_hash: B256::ZERO,
+            ommers_hash: EMPTY_OMMER_ROOT_HASH,
+            beneficiary: Address::ZERO,
+            state_root: c.state_root(),
+            transactions_root: EMPTY_ROOT_HASH,
+            receipts_root: EMPTY_ROOT_HASH,
+            logs_bloom: Bloom::ZERO,
+            difficulty: U256::ZERO,
+            number: 0,
+            gas_limit: BLOCK_GAS_LIMIT,
+            gas_used: 0,
+            timestamp,
+            extra_data: Bytes::new(),
+            mix_hash: B256::ZERO,
+            nonce: B64::ZERO,
+            base_fee_per_gas: Some(INITIAL_BASE_FEE),
+            withdrawals_root: Some(EMPTY_ROOT_HASH),
+            ..Default::default()
+        };
+        let hash = header.hash_slow();
+        c.by_hash.insert(hash, 0);
+        c.blocks.push(EthBlock {
+            header,
+            hash,
+            txs: Vec::new(),
+        });
+        c
+    }
+
+    /// Applies one event (replay). Block events whose hash differs from the
+    /// recorded one are reported as an error.
+    pub fn apply(&mut self, event: &Event) -> Result<(), String> {
+        match event {
+            Event::Genesis { .. } => Err("genesis event after start".into()),
+            Event::Tx { raw } => self.add_raw(raw).map(|_| ()).map_err(|e| e.to_string()),
+            Event::Block { timestamp, hash } => {
+                let got = self.mine_block(*timestamp);
+                if got != *hash {
+                    return Err(format!("replayed block {got} differs from recorded {hash}"));
+                }
+                Ok(())
+            }
+            Event::SetBalance { address, balance } => {
+                self.set_balance(*address, *balance);
+                Ok(())
+            }
+        }
+    }
+
+    /// Chain id.
+    pub fn chain_id(&self) -> u64 {
+        self.chain_id
+    }
+
+    /// Head block number.
+    pub fn head_number(&self) -> u64 {
+        (self.blocks.len() - 1) as u64
+    }
+
+    /// Head block.
+    pub fn head(&self) -> &EthBlock {
+        &self.blocks[self.blocks.len() - 1]
+    }
+
+    /// Block by number.
+    pub fn block(&self, number: u64) -> Option<&EthBlock> {
+        self.blocks.get(usize::try_from(number).ok()?)
+    }
+
+    /// Block by hash.
+    pub fn block_by_hash(&self, hash: &B256) -> Option<&EthBlock> {
+        self.by_hash.get(hash).and_then(|n| self.block(*n))
+    }
+
+    /// Base fee of the next block.
+    pub fn next_base_fee(&self) -> u64 {
+        self.head()
+            .header
+            .next_block_base_fee(BaseFeeParams::ethereum())
+            .unwrap_or(INITIAL_BASE_FEE)
+    }
+
+    /// Latest state of an account.
+    pub fn account(&self, a: &Address) -> Account {
+        self.accounts.get(a).copied().unwrap_or_default()
+    }
+
+    /// State of an account as of block `number`.
+    pub fn account_at(&self, a: &Address, number: u64) -> Account {
+        self.history
+            .get(a)
+            .and_then(|h| h.iter().rev().find(|(n, _)| *n <= number))
+            .map(|(_, acc)| *acc)
+            .unwrap_or_default()
+    }
+
+    /// Nonce including pending pool transactions.
+    pub fn pending_nonce(&self, a: &Address) -> u64 {
+        let mut n = self.account(a).nonce;
+        while self.pool.contains_key(&(*a, n)) {
+            n += 1;
+        }
+        n
+    }
+
+    /// A pool transaction.
+    pub fn pending_tx(&self, hash: &B256) -> Option<&PendingTx> {
+        self.pool_by_hash.get(hash).and_then(|k| self.pool.get(k))
+    }
+
+    /// Pool transactions by (sender, nonce).
+    pub fn pool(&self) -> impl Iterator<Item = &PendingTx> {
+        self.pool.values()
+    }
+
+    /// Where a mined transaction is.
+    pub fn find_tx(&self, hash: &B256) -> Option<(&EthBlock, usize)> {
+        let (n, i) = self.tx_index.get(hash)?;
+        Some((self.block(*n)?, *i))
+    }
+
+    fn set_account(&mut self, a: Address, acc: Account, at_block: u64) {
+        self.accounts.insert(a, acc);
+        let h = self.history.entry(a).or_default();
+        match h.last_mut() {
+            Some((n, last)) if *n == at_block => *last = acc,
+            _ => h.push((at_block, acc)),
+        }
+    }
+
+    /// `anvil_setBalance`: takes effect at the head block.
+    pub fn set_balance(&mut self, a: Address, balance: U256) {
+        let mut acc = self.account(&a);
+        acc.balance = balance;
+        let head = self.head_number();
+        self.set_account(a, acc, head);
+    }
+
+    fn state_root(&self) -> B256 {
+        let mut buf = Vec::with_capacity(self.accounts.len() * 60);
+        for (a, acc) in &self.accounts {
+            buf.extend_from_slice(a.as_slice());
+            buf.extend_from_slice(&acc.balance.to_be_bytes::<32>());
+            buf.extend_from_slice(&acc.nonce.to_be_bytes());
+        }
+        keccak256(&buf)
+    }
+
+    /// Decodes and admits a raw transaction; returns its hash.
+    pub fn add_raw(&mut self, raw: &[u8]) -> Result<B256, TxError> {
+        let mut slice = raw;
+        let tx = TxEnvelope::decode_2718(&mut slice).map_err(|e| TxError::Decode(e.to_string()))?;
+        if !slice.is_empty() {
+            return Err(TxError::Decode("input contains more than one value".into()));
+        }
+        self.add_tx(tx)
+    }
+
+    /// Checks a transaction against geth's pool rules without admitting it.
+    pub fn check_tx(&self, tx: &TxEnvelope) -> Result<Address, TxError> {
+        match tx {
+            TxEnvelope::Legacy(_) | TxEnvelope::Eip2930(_) | TxEnvelope::Eip1559(_) => {}
+            _ => return Err(TxError::TypeNotSupported),
+        }
+        match tx.chain_id() {
+            None => return Err(TxError::NotReplayProtected),
+            Some(c) if c != self.chain_id => {
+                return Err(TxError::WrongChainId {
+                    have: c,
+                    want: self.chain_id,
+                })
+            }
+            Some(_) => {}
+        }
+        let from = tx.recover_signer().map_err(|_| TxError::InvalidSender)?;
+        let hash = *tx.tx_hash();
+        if self.pool_by_hash.contains_key(&hash) {
+            return Err(TxError::AlreadyKnown);
+        }
+        if tx.to().is_none() {
+            return Err(TxError::ContractCreation);
+        }
+        if tx.gas_limit() > BLOCK_GAS_LIMIT {
+            return Err(TxError::GasLimit);
+        }
+        if let Some(tip) = tx.max_priority_fee_per_gas() {
+            if tip > tx.max_fee_per_gas() {
+                return Err(TxError::TipAboveFeeCap);
+            }
+        }
+        let want = intrinsic_gas(tx);
+        if tx.gas_limit() < want {
+            return Err(TxError::IntrinsicGas {
+                have: tx.gas_limit(),
+                want,
+            });
+        }
+        let state = self.account(&from);
+        let nonce = tx.nonce();
+        if nonce < state.nonce {
+            return Err(TxError::NonceTooLow {
+                address: from,
+                tx: nonce,
+                state: state.nonce,
+            });
+        }
+        let pending = self.pending_nonce(&from);
+        if nonce > pending {
+            return Err(TxError::NonceTooHigh {
+                address: from,
+                tx: nonce,
+                state: pending,
+            });
+        }
+        let base_fee = self.next_base_fee();
+        if tx.max_fee_per_gas() < u128::from(base_fee) {
+            return Err(TxError::FeeCapTooLow {
+                address: from,
+                max_fee: tx.max_fee_per_gas(),
+                base_fee,
+            });
+        }
+        if let Some(old) = self.pool.get(&(from, nonce)) {
+            let old_fee = old.tx.max_fee_per_gas();
+            let old_tip = old.tx.priority_fee_or_price();
+            let bumped = |new: u128, old: u128| new.saturating_mul(100) >= old.saturating_mul(110);
+            if !bumped(tx.max_fee_per_gas(), old_fee)
+                || !bumped(tx.priority_fee_or_price(), old_tip)
+            {
+                return Err(TxError::ReplacementUnderpriced);
+            }
+        }
+        let cost = |t: &TxEnvelope| {
+            U256::from(t.gas_limit()) * U256::from(t.max_fee_per_gas()) + t.value()
+        };
+        let mut want = cost(tx);
+        for ((_, n), p) in self.pool.range((from, state.nonce)..=(from, u64::MAX)) {
+            if *n != nonce {
+                want += cost(&p.tx);
+            }
+        }
+        if state.balance < want {
+            return Err(TxError::InsufficientFunds {
+                address: from,
+                have: state.balance,
+                want,
+            });
+        }
+        Ok(from)
+    }
+
+    /// Admits a transaction to the pool (replacing a same-nonce one).
+    pub fn add_tx(&mut self, tx: TxEnvelope) -> Result<B256, TxError> {
+        let from = self.check_tx(&tx)?;
+        let hash = *tx.tx_hash();
+        let key = (from, tx.nonce());
+        if let Some(old) = self.pool.remove(&key) {
+            self.pool_by_hash.remove(&old.hash);
+            tracing::debug!(old = %old.hash, new = %hash, "replaced pending transaction");
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.pool.insert(
+            key,
+            PendingTx {
+                tx,
+                from,
+                hash,
+                seq,
+            },
+        );
+        self.pool_by_hash.insert(hash, key);
+        Ok(hash)
+    }
+
+    /// Mines one block from the pool at `timestamp` (raised to parent + 1
+    /// if needed) and returns its hash.
+    pub fn mine_block(&mut self, timestamp: u64) -> B256 {
+        let parent = self.head().header.clone();
+        let number = parent.number + 1;
+        let base_fee = self.next_base_fee();
+        let timestamp = timestamp.max(parent.timestamp + 1);
+        let beneficiary = Address::ZERO;
+
+        let mut included: Vec<MinedTx> = Vec::new();
+        let mut gas_used: u64 = 0;
+        let mut skipped: Vec<Address> = Vec::new();
+        loop {
+            // Each sender's next executable transaction; pick the best tip.
+            let mut best: Option<(&PendingTx, u128)> = None;
+            let mut last_sender = None;
+            for ((sender, nonce), p) in &self.pool {
+                if last_sender == Some(*sender) {
+                    continue;
+                }
+                last_sender = Some(*sender);
+                if skipped.contains(sender) || *nonce != self.account(sender).nonce {
+                    continue;
+                }
+                let Some(tip) = effective_tip(&p.tx, base_fee) else {
+                    continue;
+                };
+                let better = match best {
+                    None => true,
+                    Some((b, bt)) => tip > bt || (tip == bt && p.seq < b.seq),
+                };
+                if better {
+                    best = Some((p, tip));
+                }
+            }
+            let Some((p, tip)) = best.map(|(p, t)| (p.clone(), t)) else {
+                break;
+            };
+            let gas = intrinsic_gas(&p.tx);
+            if gas_used + p.tx.gas_limit() > BLOCK_GAS_LIMIT {
+                skipped.push(p.from);
+                continue;
+            }
+            let price = u128::from(base_fee) + tip;
+            let mut sender = self.account(&p.from);
+            let upfront = U256::from(p.tx.gas_limit()) * U256::from(price) + p.tx.value();
+            if sender.balance < upfront {
+                skipped.push(p.from);
+                continue;
+            }
+            let fee = U256::from(gas) * U256::from(price);
+            sender.balance -= fee + p.tx.value();
+            sender.nonce += 1;
+            self.set_account(p.from, sender, number);
+            if let Some(to) = p.tx.to() {
+                let mut r = self.account(&to);
+                r.balance += p.tx.value();
+                self.set_account(to, r, number);
+            }
+            let mut miner = self.account(&beneficiary);
+            miner.balance += U256::from(gas) * U256::from(tip);
+            self.set_account(beneficiary, miner, number);
+            gas_used += gas;
+            self.pool.remove(&(p.from, p.tx.nonce()));
+            self.pool_by_hash.remove(&p.hash);
+            included.push(MinedTx {
+                tx: p.tx,
+                from: p.from,
+                gas_used: gas,
+                cumulative_gas_used: gas_used,
+                effective_gas_price: price,
+            });
+        }
+
+        let envelopes: Vec<&TxEnvelope> = included.iter().map(|m| &m.tx).collect();
+        let receipts: Vec<ReceiptEnvelope> = included.iter().map(receipt_envelope).collect();
+        let header = Header {
+            parent_hash: self.head().hash,
+            ommers_hash: EMPTY_OMMER_ROOT_HASH,
+            beneficiary,
+            state_root: self.state_root(),
+            transactions_root: if envelopes.is_empty() {
+                EMPTY_ROOT_HASH
+            } else {
+                calculate_transaction_root(&envelopes)
+            },
+            receipts_root: if receipts.is_empty() {
+                EMPTY_ROOT_HASH
+            } else {
+                calculate_receipt_root(&receipts)
+            },
+            logs_bloom: Bloom::ZERO,
+            difficulty: U256::ZERO,
+            number,
+            gas_limit: BLOCK_GAS_LIMIT,
+            gas_used,
+            timestamp,
+            extra_data: Bytes::new(),
+            mix_hash: keccak256(self.head().hash),
+            nonce: B64::ZERO,
+            base_fee_per_gas: Some(base_fee),
+            withdrawals_root: Some(EMPTY_ROOT_HASH),
+            ..Default::default()
+        };
+        let hash = header.hash_slow();
+        for (i, m) in included.iter().enumerate() {
+            self.tx_index.insert(*m.tx.tx_hash(), (number, i));
+        }
+        self.by_hash.insert(hash, number);
+        self.blocks.push(EthBlock {
+            header,
+            hash,
+            txs: included,
+        });
+        // Drop pool transactions that can no longer be mined (nonce used).
+        let stale: Vec<(Address, u64)> = self
+            .pool
+            .keys()
+            .filter(|(a, n)| *n < self.account(a).nonce)
+            .copied()
+            .collect();
+        for k in stale {
+            if let Some(p) = self.pool.remove(&k) {
+                self.pool_by_hash.remove(&p.hash);
+            }
+        }
+        hash
+    }
+}
+
+/// The consensus receipt of a mined transfer (always successful, no logs).
+pub fn receipt_envelope<T>(m: &MinedTx) -> ReceiptEnvelope<T> {
+    let receipt = ReceiptWithBloom {
+        receipt: Receipt {
+            status: Eip658Value::Eip658(true),
+            cumulative_gas_used: m.cumulative_gas_used,
+            logs: Vec::new(),
+        },
+        logs_bloom: Bloom::ZERO,
+    };
+    match &m.tx {
+        TxEnvelope::Legacy(_) => ReceiptEnvelope::Legacy(receipt),
+        TxEnvelope::Eip2930(_) => ReceiptEnvelope::Eip2930(receipt),
+        _ => ReceiptEnvelope::Eip1559(receipt),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy_consensus::{SignableTransaction, TxEip1559};
+    use alloy_primitives::TxKind;
+    use alloy_signer::SignerSync;
+    use alloy_signer_local::PrivateKeySigner;
+
+    fn signed(
+        signer: &PrivateKeySigner,
+        nonce: u64,
+        to: Address,
+        value: u64,
+        max_fee: u128,
+    ) -> TxEnvelope {
+        let tx = TxEip1559 {
+            chain_id: DEFAULT_CHAIN_ID,
+            nonce,
+            gas_limit: 21_000,
+            max_fee_per_gas: max_fee,
+            max_priority_fee_per_gas: 1_000_000_000,
+            to: TxKind::Call(to),
+            value: U256::from(value),
+            access_list: Default::default(),
+            input: Bytes::new(),
+        };
+        let sig = signer.sign_hash_sync(&tx.signature_hash()).expect("sign");
+        TxEnvelope::from(tx.into_signed(sig))
+    }
+
+    #[test]
+    fn transfer_moves_value_and_fee() {
+        let alice = PrivateKeySigner::random();
+        let bob = Address::repeat_byte(0xbb);
+        let start = U256::from(10u128.pow(18));
+        let mut c = EthChain::genesis(DEFAULT_CHAIN_ID, 1_000, &[(alice.address(), start)]);
+        let tx = signed(&alice, 0, bob, 1_000, 3_000_000_000);
+        c.add_tx(tx.clone()).expect("admitted");
+        assert_eq!(c.add_tx(tx.clone()), Err(TxError::AlreadyKnown));
+        c.mine_block(1_001);
+        // Block 1's base fee is 7/8 of genesis's (genesis used no gas).
+        let base = c.head().header.base_fee_per_gas.expect("london");
+        assert_eq!(base, INITIAL_BASE_FEE * 7 / 8);
+        let price = u128::from(base) + 1_000_000_000;
+        assert_eq!(c.account(&bob).balance, U256::from(1_000));
+        assert_eq!(
+            c.account(&alice.address()).balance,
+            start - U256::from(1_000) - U256::from(21_000 * price)
+        );
+        assert_eq!(c.account(&alice.address()).nonce, 1);
+        assert!(matches!(c.add_tx(tx), Err(TxError::NonceTooLow { .. })));
+        assert_eq!(c.account_at(&alice.address(), 0).balance, start);
+        // A block of one transfer uses 21000 of 30M gas: base fee goes down.
+        assert!(c.next_base_fee() < base);
+        assert_eq!(
+            c.account(&Address::ZERO).balance,
+            U256::from(21_000u64 * 1_000_000_000)
+        );
+    }
+
+    #[test]
+    fn replacement_needs_ten_percent() {
+        let alice = PrivateKeySigner::random();
+        let mut c = EthChain::genesis(
+            DEFAULT_CHAIN_ID,
+            1_000,
+            &[(alice.address(), U256::from(10u128.pow(18)))],
+        );
+        c.add_tx(signed(&alice, 0, Address::ZERO, 1, 2_000_000_000))
+            .expect("first");
+        let tx = TxEip1559 {
+            chain_id: DEFAULT_CHAIN_ID,
+            nonce: 0,
+            gas_limit: 21_000,
+            max_fee_per_gas: 2_100_000_000,
+            max_priority_fee_per_gas: 1_100_000_000,
+            to: TxKind::Call(Address::ZERO),
+            value: U256::from(2),
+            access_list: Default::default(),
+            input: Bytes::new(),
+        };
+        let sig = alice.sign_hash_sync(&tx.signature_hash()).expect("sign");
+        assert_eq!(
+            c.add_tx(TxEnvelope::from(tx.into_signed(sig))),
+            Err(TxError::ReplacementUnderpriced)
+        );
+        let h = c.add_tx(signed(&alice, 0, Address::ZERO, 3, 2_200_000_000));
+        assert!(h.is_err(), "tip not bumped: {h:?}");
+    }
+}
