@@ -1,1 +1,22 @@
 //! Venue books, size-exact pricing, signed firm quotes, price locks and risk.
+//!
+//! The engine prices a request for quote from the aggregated books of its
+//! venues, signs the answer as a firm quote, locks it for one swap (reserving
+//! the inventory it will pay out) and marks it executed when the deposit is
+//! in. Pricing ([`pricing`]), aggregation ([`book`]) and risk ([`risk`]) are
+//! pure functions of their inputs and a time given to them; the
+//! [`Liquidity`] service holds the state and the venue subscriptions.
+
+pub mod api;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod risk;
+pub mod venue;
+
+pub use api::{LiquidityApi, LockStatus, PriceLock};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{AssetPolicy, LiquidityConfig};
+pub use error::LiquidityError;
+pub use risk::TradingState;
+pub use venue::{Book, Level, VenueFeed, VenueHealth};
