@@ -248,7 +248,7 @@ impl Node {
         self.store.rewrite_mempool(&txs)
     }
 
-    /// Mines `n` blocks paying to `spk`; each is on disk before the next.
+    /// Mines `n` blocks paying to `spk`; all are fsynced before it returns.
     pub(crate) fn mine(&mut self, n: u32, spk: &ScriptBuf) -> Result<Vec<BlockHash>, SimError> {
         let mut hashes = Vec::with_capacity(n as usize);
         for _ in 0..n {
@@ -256,12 +256,13 @@ impl Node {
             let block = self
                 .chain
                 .build_block(spk, unix_now() as u32, self.extra_nonce);
-            self.store.append_block(&block)?;
+            self.store.append_block(&block, false)?;
             let hash = self.chain.submit_block(block).map_err(SimError::BadBlock)?;
             tracing::debug!(%hash, height = self.chain.height(), "mined block");
             hashes.push(hash);
         }
         if n > 0 {
+            self.store.sync_blocks()?;
             self.rewrite_mempool()?;
         }
         Ok(hashes)
@@ -285,7 +286,7 @@ impl Node {
                 code: -25,
                 message: format!("TestBlockValidity failed: {e}"),
             })?;
-        self.store.append_block(&block)?;
+        self.store.append_block(&block, true)?;
         self.rewrite_mempool()?;
         Ok(hash)
     }

@@ -677,9 +677,9 @@ impl Chain {
     /// Mempool transactions for the next block, by fee rate, parents first,
     /// within the block weight limit.
     pub fn select_for_block(&self) -> Vec<Transaction> {
-        let mut pending: Vec<&MempoolEntry> = self.mempool.values().collect();
+        let mut pending: Vec<(&Txid, &MempoolEntry)> = self.mempool.iter().collect();
         // Highest fee rate first; acceptance order breaks ties.
-        pending.sort_by(|a, b| {
+        pending.sort_by(|(_, a), (_, b)| {
             let ra = u128::from(a.fee.to_sat()) * u128::from(b.vsize);
             let rb = u128::from(b.fee.to_sat()) * u128::from(a.vsize);
             rb.cmp(&ra).then(a.seq.cmp(&b.seq))
@@ -689,8 +689,8 @@ impl Chain {
         let mut weight = COINBASE_RESERVED_WEIGHT;
         loop {
             let mut progress = false;
-            for e in &pending {
-                let txid = e.tx.compute_txid();
+            for (txid, e) in &pending {
+                let txid = **txid;
                 if included.contains(&txid) || weight + e.weight > MAX_BLOCK_WEIGHT {
                     continue;
                 }
@@ -728,13 +728,15 @@ impl Chain {
         extra_nonce: u64,
     ) -> Block {
         let height = self.height() + 1;
+        let in_block: HashMap<Txid, &Transaction> =
+            txs.iter().map(|t| (t.compute_txid(), t)).collect();
         let fees: u64 = txs
             .iter()
             .map(|tx| {
                 let ins: u64 = tx
                     .input
                     .iter()
-                    .filter_map(|i| self.lookup_output_for_template(&i.previous_output, &txs))
+                    .filter_map(|i| self.lookup_output_for_template(&i.previous_output, &in_block))
                     .sum();
                 let outs: u64 = tx.output.iter().map(|o| o.value.to_sat()).sum();
                 ins.saturating_sub(outs)
@@ -801,12 +803,16 @@ impl Chain {
         block
     }
 
-    fn lookup_output_for_template(&self, op: &OutPoint, txs: &[Transaction]) -> Option<u64> {
+    fn lookup_output_for_template(
+        &self,
+        op: &OutPoint,
+        in_block: &HashMap<Txid, &Transaction>,
+    ) -> Option<u64> {
         if let Some(o) = self.lookup_output(op) {
             return Some(o.value.to_sat());
         }
-        txs.iter()
-            .find(|t| t.compute_txid() == op.txid)
+        in_block
+            .get(&op.txid)
             .and_then(|t| t.output.get(op.vout as usize))
             .map(|o| o.value.to_sat())
     }

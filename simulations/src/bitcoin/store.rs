@@ -70,7 +70,7 @@ fn read_records(path: &Path) -> Result<(File, Vec<Vec<u8>>), SimError> {
     Ok((file, records))
 }
 
-fn append_record(file: &mut File, path: &Path, bytes: &[u8]) -> Result<(), SimError> {
+fn append_record(file: &mut File, path: &Path, bytes: &[u8], sync: bool) -> Result<(), SimError> {
     let len = u32::try_from(bytes.len()).map_err(|_| SimError::Corrupt {
         path: path.to_path_buf(),
         reason: "record larger than 4 GiB".into(),
@@ -79,7 +79,10 @@ fn append_record(file: &mut File, path: &Path, bytes: &[u8]) -> Result<(), SimEr
     rec.extend_from_slice(&len.to_le_bytes());
     rec.extend_from_slice(bytes);
     file.write_all(&rec).map_err(io_err(path))?;
-    file.sync_data().map_err(io_err(path))
+    if sync {
+        file.sync_data().map_err(io_err(path))?;
+    }
+    Ok(())
 }
 
 fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), SimError> {
@@ -158,16 +161,22 @@ impl Store {
         ))
     }
 
-    /// Appends a block and fsyncs.
-    pub fn append_block(&mut self, block: &Block) -> Result<(), SimError> {
+    /// Appends a block; with `sync`, fsyncs it (and any unsynced before it).
+    pub fn append_block(&mut self, block: &Block, sync: bool) -> Result<(), SimError> {
         let path = self.dir.join("blocks.dat");
-        append_record(&mut self.blocks, &path, &serialize(block))
+        append_record(&mut self.blocks, &path, &serialize(block), sync)
+    }
+
+    /// Fsyncs appended blocks.
+    pub fn sync_blocks(&mut self) -> Result<(), SimError> {
+        let path = self.dir.join("blocks.dat");
+        self.blocks.sync_data().map_err(io_err(&path))
     }
 
     /// Appends an accepted mempool transaction and fsyncs.
     pub fn append_mempool_tx(&mut self, tx: &Transaction) -> Result<(), SimError> {
         let path = self.dir.join("mempool.dat");
-        append_record(&mut self.mempool, &path, &serialize(tx))
+        append_record(&mut self.mempool, &path, &serialize(tx), true)
     }
 
     /// Replaces the mempool file with exactly `txs`.
