@@ -1,1 +1,379 @@
 //! Chain nodes (Bitcoin Core JSON-RPC, Ethereum JSON-RPC) to chain events; broadcast.
+//!
+//! The node gateway is the only part of the engine that talks to chain
+//! nodes. [`NodeGateway::start`] spawns one follower per configured chain;
+//! each polls its node, matches blocks (and, for Bitcoin, the mempool)
+//! against the persisted watch list, and publishes [`proto::event::ChainEvent`]s
+//! on [`proto::event::topics::CHAIN_EVENTS`]: seen, confirmed at depth
+//! 1..=`max_depth`, unconfirmed by a reorganisation, dropped from the mempool.
+//! The handle watches addresses and transactions, broadcasts, and lends
+//! out the typed RPC clients ([`BitcoinRpc`], [`EthRpc`]).
+//!
+//! The block logic is pure and tested on its own: [`tracker::ChainTracker`],
+//! [`tracker::MempoolTracker`] and [`watch::WatchList`].
+
+pub mod bitcoin_rpc;
+pub mod eth_rpc;
+mod follower;
+mod publish;
+mod rpc;
+pub mod store;
+pub mod tracker;
+pub mod watch;
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use infra::bus::SharedBus;
+use infra::db::{Db, DbError};
+use proto::{Address, AddressError, AssetId, BitcoinNetwork, EthereumNetwork, Network};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use bitcoin_rpc::{BitcoinRpc, BlockchainInfo, FeeEstimate, TxOutInfo};
+pub use eth_rpc::{BlockTag, EthBlock, EthReceipt, EthRpc, FeeHistory};
+pub use follower::ChainTip;
+pub use publish::message_for;
+pub use rpc::{BroadcastError, RpcError};
+pub use store::MIGRATIONS;
+
+/// A Bitcoin Core node to follow.
+#[derive(Debug, Clone)]
+pub struct BitcoinNodeConfig {
+    pub network: BitcoinNetwork,
+    /// e.g. `http://127.0.0.1:8332`.
+    pub rpc_url: String,
+    pub rpc_user: Option<String>,
+    pub rpc_password: Option<String>,
+    /// How often to ask the node for new blocks and mempool transactions.
+    pub poll_interval: Duration,
+    /// Confirmations are reported up to this depth (e.g. 6).
+    pub max_depth: u64,
+}
+
+/// An Ethereum node to follow.
+#[derive(Debug, Clone)]
+pub struct EthereumNodeConfig {
+    pub network: EthereumNetwork,
+    /// e.g. `http://127.0.0.1:8545`.
+    pub rpc_url: String,
+    pub poll_interval: Duration,
+    pub max_depth: u64,
+    /// The asset native transfers are reported as (normally `ETH`).
+    pub eth_asset: AssetId,
+}
+
+/// Which nodes the gateway follows.
+#[derive(Debug, Clone, Default)]
+pub struct NodeGatewayConfig {
+    pub bitcoin: Option<BitcoinNodeConfig>,
+    pub ethereum: Option<EthereumNodeConfig>,
+}
+
+/// What went wrong starting the gateway or asking it to watch something.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeGatewayError {
+    #[error("invalid node gateway configuration: {0}")]
+    Config(String),
+    #[error("no node is configured for network {0}")]
+    NotConfigured(Network),
+    #[error(transparent)]
+    InvalidAddress(#[from] AddressError),
+    #[error("{txid:?} is not a transaction id on {network}")]
+    InvalidTxid { network: Network, txid: String },
+    #[error("node gateway database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("node gateway database setup failed: {0}")]
+    Migrate(#[from] DbError),
+    #[error(transparent)]
+    Rpc(#[from] RpcError),
+}
+
+/// The running gateway. Cheap to clone; all clones share the followers.
+#[derive(Debug, Clone)]
+pub struct NodeGateway {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    db: Db,
+    watch: Arc<watch::WatchList>,
+    bitcoin: Option<(Network, Arc<BitcoinRpc>)>,
+    ethereum: Option<(Network, Arc<EthRpc>)>,
+    tips: follower::SharedTips,
+    tasks: TaskTracker,
+}
+
+fn check_follow(
+    what: &str,
+    poll_interval: Duration,
+    max_depth: u64,
+) -> Result<(), NodeGatewayError> {
+    if poll_interval.is_zero() {
+        return Err(NodeGatewayError::Config(format!(
+            "{what}.poll_interval must be more than zero"
+        )));
+    }
+    if max_depth == 0 {
+        return Err(NodeGatewayError::Config(format!(
+            "{what}.max_depth must be at least 1"
+        )));
+    }
+    Ok(())
+}
+
+impl NodeGateway {
+    /// Applies the gateway's migrations, loads the watch list and spawns a
+    /// follower per configured node. The followers run until `shutdown` is
+    /// cancelled (see [`NodeGateway::stopped`]); a node that is down is
+    /// retried, not an error here.
+    pub async fn start(
+        config: NodeGatewayConfig,
+        db: Db,
+        bus: SharedBus,
+        shutdown: CancellationToken,
+    ) -> Result<NodeGateway, NodeGatewayError> {
+        if let Some(b) = &config.bitcoin {
+            check_follow("bitcoin", b.poll_interval, b.max_depth)?;
+        }
+        if let Some(e) = &config.ethereum {
+            check_follow("ethereum", e.poll_interval, e.max_depth)?;
+        }
+        db.migrate(&MIGRATIONS).await?;
+
+        let watch = Arc::new(watch::WatchList::new());
+        let mut loaded = 0usize;
+        for row in store::load_watches(&db).await? {
+            let Ok(network) = Network::from_str(&row.network) else {
+                tracing::warn!(network = %row.network, "watched row for an unknown network ignored");
+                continue;
+            };
+            match row.kind.as_str() {
+                "address" => match Address::parse(network, &row.value) {
+                    Ok(a) => {
+                        watch.add_address(network, &a);
+                        loaded += 1;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "watched address ignored"),
+                },
+                "tx" => {
+                    watch.add_txid(network, &row.value);
+                    loaded += 1;
+                }
+                other => tracing::warn!(kind = other, "watched row of unknown kind ignored"),
+            }
+        }
+        tracing::info!(watches = loaded, "node gateway watch list loaded");
+
+        let tips: follower::SharedTips = Arc::new(RwLock::new(HashMap::new()));
+        let tasks = TaskTracker::new();
+        let publisher = publish::Publisher::new(bus, shutdown.clone());
+
+        let bitcoin = match &config.bitcoin {
+            None => None,
+            Some(c) => {
+                let network = Network::Bitcoin(c.network);
+                let rpc = Arc::new(BitcoinRpc::new(
+                    &c.rpc_url,
+                    c.rpc_user.as_deref(),
+                    c.rpc_password.as_deref(),
+                )?);
+                let asset =
+                    AssetId::new("BTC").map_err(|e| NodeGatewayError::Config(e.to_string()))?;
+                let f = follower::Follower {
+                    source: follower::BitcoinSource {
+                        network,
+                        rpc: rpc.clone(),
+                        watch: watch.clone(),
+                        asset,
+                        mempool: tracker::MempoolTracker::new(network),
+                    },
+                    tracker: tracker::ChainTracker::new(
+                        network,
+                        c.max_depth,
+                        follower::keep_for(c.max_depth),
+                    ),
+                    db: db.clone(),
+                    publisher: publisher.clone(),
+                    tips: tips.clone(),
+                    poll_interval: c.poll_interval,
+                    shutdown: shutdown.clone(),
+                };
+                tasks.spawn(f.run());
+                Some((network, rpc))
+            }
+        };
+        let ethereum = match &config.ethereum {
+            None => None,
+            Some(c) => {
+                let network = Network::Ethereum(c.network);
+                let rpc = Arc::new(EthRpc::new(&c.rpc_url)?);
+                let f = follower::Follower {
+                    source: follower::EthSource {
+                        network,
+                        rpc: rpc.clone(),
+                        watch: watch.clone(),
+                        asset: c.eth_asset.clone(),
+                    },
+                    tracker: tracker::ChainTracker::new(
+                        network,
+                        c.max_depth,
+                        follower::keep_for(c.max_depth),
+                    ),
+                    db: db.clone(),
+                    publisher: publisher.clone(),
+                    tips: tips.clone(),
+                    poll_interval: c.poll_interval,
+                    shutdown: shutdown.clone(),
+                };
+                tasks.spawn(f.run());
+                Some((network, rpc))
+            }
+        };
+        tasks.close();
+        Ok(NodeGateway {
+            inner: Arc::new(Inner {
+                db,
+                watch,
+                bitcoin,
+                ethereum,
+                tips,
+                tasks,
+            }),
+        })
+    }
+
+    fn check_configured(&self, network: Network) -> Result<(), NodeGatewayError> {
+        let ok = self
+            .inner
+            .bitcoin
+            .as_ref()
+            .is_some_and(|(n, _)| *n == network)
+            || self
+                .inner
+                .ethereum
+                .as_ref()
+                .is_some_and(|(n, _)| *n == network);
+        if ok {
+            Ok(())
+        } else {
+            Err(NodeGatewayError::NotConfigured(network))
+        }
+    }
+
+    /// Watches payments to `address` on `network`. Returns the address as
+    /// chain events spell it (Bitcoin as encoded, Ethereum EIP-55). The
+    /// watch is persisted and active before this returns.
+    pub async fn watch_address(
+        &self,
+        network: Network,
+        address: &str,
+    ) -> Result<String, NodeGatewayError> {
+        self.check_configured(network)?;
+        let parsed = Address::parse(network, address)?;
+        let canonical = parsed.to_string();
+        store::insert_watch(
+            &self.inner.db,
+            network,
+            store::WatchKind::Address,
+            &canonical,
+        )
+        .await?;
+        self.inner.watch.add_address(network, &parsed);
+        tracing::debug!(%network, address = %canonical, "watching address");
+        Ok(canonical)
+    }
+
+    /// Watches the fate of transaction `txid` (the engine's own payouts,
+    /// refunds, sweeps): seen, confirmed, unconfirmed, dropped. Call it
+    /// before broadcasting. Returns the txid as chain events spell it.
+    pub async fn watch_tx(&self, network: Network, txid: &str) -> Result<String, NodeGatewayError> {
+        self.check_configured(network)?;
+        let canonical =
+            canonical_txid(network, txid).ok_or_else(|| NodeGatewayError::InvalidTxid {
+                network,
+                txid: txid.to_owned(),
+            })?;
+        store::insert_watch(&self.inner.db, network, store::WatchKind::Tx, &canonical).await?;
+        self.inner.watch.add_txid(network, &canonical);
+        tracing::debug!(%network, txid = %canonical, "watching transaction");
+        Ok(canonical)
+    }
+
+    /// Broadcasts a signed, serialised transaction; returns its txid.
+    /// `Err(e)` with `e.is_already_known()` means the node already has it.
+    pub async fn broadcast(
+        &self,
+        network: Network,
+        raw_tx: &[u8],
+    ) -> Result<String, BroadcastError> {
+        let span = tracing::info_span!("node_gateway.broadcast", %network, bytes = raw_tx.len());
+        let _g = span.enter();
+        let result = match (network, &self.inner.bitcoin, &self.inner.ethereum) {
+            (Network::Bitcoin(_), Some((n, rpc)), _) if *n == network => rpc
+                .send_raw_transaction_hex(&hex::encode(raw_tx))
+                .await
+                .map(|t| t.to_string()),
+            (Network::Ethereum(_), _, Some((n, rpc))) if *n == network => rpc
+                .send_raw_transaction(raw_tx)
+                .await
+                .map(|h| format!("0x{}", hex::encode(h))),
+            _ => return Err(BroadcastError::NoNode(network.to_string())),
+        };
+        match result {
+            Ok(txid) => {
+                tracing::info!(%txid, "transaction broadcast");
+                Ok(txid)
+            }
+            Err(RpcError::Broadcast(e)) => {
+                tracing::warn!(error = %e, "broadcast rejected");
+                Err(e)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "broadcast failed");
+                Err(BroadcastError::Unavailable(e.to_string()))
+            }
+        }
+    }
+
+    /// The Bitcoin node's client (fee estimates, outputs, raw calls).
+    pub fn bitcoin_rpc(&self) -> Option<Arc<BitcoinRpc>> {
+        self.inner.bitcoin.as_ref().map(|(_, r)| r.clone())
+    }
+
+    /// The Ethereum node's client (nonces, fees, balances, receipts).
+    pub fn eth_rpc(&self) -> Option<Arc<EthRpc>> {
+        self.inner.ethereum.as_ref().map(|(_, r)| r.clone())
+    }
+
+    /// The last block the gateway processed (and published) on `network`.
+    pub fn tip(&self, network: Network) -> Option<ChainTip> {
+        self.inner
+            .tips
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&network)
+            .cloned()
+    }
+
+    /// Waits until the followers have stopped (after shutdown was cancelled).
+    pub async fn stopped(&self) {
+        self.inner.tasks.wait().await;
+    }
+}
+
+/// The canonical spelling of a txid: Bitcoin's display hex, Ethereum's
+/// `0x` + lower-case hex. `None` when `txid` is not one.
+pub fn canonical_txid(network: Network, txid: &str) -> Option<String> {
+    let t = txid.trim();
+    match network {
+        Network::Bitcoin(_) => bitcoin::Txid::from_str(t).ok().map(|x| x.to_string()),
+        Network::Ethereum(_) => alloy_primitives::B256::from_str(t)
+            .ok()
+            .filter(|_| t.len() == 66 && t.starts_with("0x"))
+            .map(|h| format!("0x{}", hex::encode(h))),
+    }
+}

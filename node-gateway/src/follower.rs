@@ -1,0 +1,463 @@
+//! The follower tasks: one per chain, polling its node, driving a
+//! [`ChainTracker`] (and for Bitcoin a [`MempoolTracker`]), publishing the
+//! events and persisting the cursor after them.
+
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bitcoin::{BlockHash, Txid};
+use infra::db::Db;
+use proto::event::ChainEvent;
+use proto::{AssetId, Network};
+use tokio_util::sync::CancellationToken;
+
+use crate::bitcoin_rpc::BitcoinRpc;
+use crate::eth_rpc::{BlockTag, EthBlock, EthRpc};
+use crate::publish::{Publisher, ShuttingDown};
+use crate::rpc::RpcError;
+use crate::store;
+use crate::tracker::{BlockRef, ChainTracker, Matched, MempoolTracker, TrackedBlock};
+use crate::watch::WatchList;
+
+/// The best block the gateway has processed on a network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainTip {
+    pub height: u64,
+    pub hash: String,
+}
+
+pub(crate) type SharedTips = Arc<RwLock<HashMap<Network, ChainTip>>>;
+
+/// Extra blocks remembered beyond `max_depth`, for reorgs deeper than the
+/// confirmations reported.
+const REORG_MARGIN: usize = 100;
+
+#[derive(Debug, thiserror::Error)]
+enum FollowError {
+    #[error(transparent)]
+    Rpc(#[from] RpcError),
+    #[error("shutting down")]
+    ShuttingDown,
+    #[error("node has no block at height {0}")]
+    NoBlock(u64),
+}
+
+impl From<ShuttingDown> for FollowError {
+    fn from(_: ShuttingDown) -> Self {
+        FollowError::ShuttingDown
+    }
+}
+
+/// What a follower needs from a chain's node.
+#[async_trait]
+pub(crate) trait ChainSource: Send + Sync {
+    async fn best_height(&self) -> Result<u64, RpcError>;
+    /// The best-chain block hash at `height`; `None` above the tip.
+    async fn hash_at(&self, height: u64) -> Result<Option<String>, RpcError>;
+    /// The best-chain block at `height`, matched against the watch list.
+    async fn block_at(&self, height: u64) -> Result<Option<(BlockRef, Vec<Matched>)>, RpcError>;
+    /// A block by hash (possibly no longer in the best chain), matched.
+    async fn block_by_hash(&self, hash: &str)
+        -> Result<Option<(BlockRef, Vec<Matched>)>, RpcError>;
+    /// Looks at the mempool after the blocks are processed.
+    async fn poll_mempool(&mut self, _tracker: &ChainTracker) -> Result<Vec<ChainEvent>, RpcError> {
+        Ok(Vec::new())
+    }
+}
+
+/// Follows one chain until shutdown.
+pub(crate) struct Follower<S> {
+    pub(crate) source: S,
+    pub(crate) tracker: ChainTracker,
+    pub(crate) db: Db,
+    pub(crate) publisher: Publisher,
+    pub(crate) tips: SharedTips,
+    pub(crate) poll_interval: Duration,
+    pub(crate) shutdown: CancellationToken,
+}
+
+pub(crate) fn keep_for(max_depth: u64) -> usize {
+    max_depth as usize + REORG_MARGIN
+}
+
+impl<S: ChainSource> Follower<S> {
+    pub(crate) async fn run(mut self) {
+        let network = self.tracker.network();
+        let span = tracing::info_span!("node_gateway.follow", %network);
+        let _ = tracing::Instrument::instrument(
+            async move {
+                let mut restored = false;
+                loop {
+                    let result = if restored {
+                        self.poll_once().await
+                    } else {
+                        self.restore().await.map(|()| restored = true)
+                    };
+                    match result {
+                        Ok(()) => {}
+                        Err(FollowError::ShuttingDown) => break,
+                        Err(e) => tracing::warn!(error = %e, "following the node failed; retrying"),
+                    }
+                    tokio::select! {
+                        _ = self.shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(self.poll_interval) => {}
+                    }
+                }
+                tracing::info!("follower stopped");
+            },
+            span,
+        )
+        .await;
+    }
+
+    fn set_tip(&self) {
+        if let Some(t) = self.tracker.tip() {
+            let mut tips = self.tips.write().unwrap_or_else(|e| e.into_inner());
+            tips.insert(
+                self.tracker.network(),
+                ChainTip {
+                    height: t.height,
+                    hash: t.hash.clone(),
+                },
+            );
+        }
+    }
+
+    /// Saves the cursor, retrying database errors until it sticks.
+    async fn persist(&self) -> Result<(), FollowError> {
+        let Some(tip) = self.tracker.tip().cloned() else {
+            return Ok(());
+        };
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match store::save_tip(
+                &self.db,
+                self.tracker.network(),
+                &tip,
+                self.tracker.keep() as u64,
+            )
+            .await
+            {
+                Ok(()) => {
+                    self.set_tip();
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, height = tip.height, "saving the chain cursor failed; retrying");
+                    tokio::select! {
+                        _ = self.shutdown.cancelled() => return Err(FollowError::ShuttingDown),
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// Loads the cursor and recent blocks, refetches the last `max_depth`
+    /// of them and re-emits their confirmations; on first start, begins at
+    /// the node's tip.
+    async fn restore(&mut self) -> Result<(), FollowError> {
+        let network = self.tracker.network();
+        let refs = loop {
+            match store::load_chain(&self.db, network).await {
+                Ok(r) => break r,
+                Err(e) => {
+                    tracing::warn!(error = %e, "loading the chain cursor failed; retrying");
+                    tokio::select! {
+                        _ = self.shutdown.cancelled() => return Err(FollowError::ShuttingDown),
+                        _ = tokio::time::sleep(self.poll_interval) => {}
+                    }
+                }
+            }
+        };
+        if refs.is_empty() {
+            let best = self.source.best_height().await?;
+            let (block, matches) = self
+                .source
+                .block_at(best)
+                .await?
+                .ok_or(FollowError::NoBlock(best))?;
+            tracing::info!(height = block.height, hash = %block.hash, "first start: following from the node's tip");
+            let events = self
+                .tracker
+                .connect(block, matches)
+                .map_err(|e| RpcError::Decode {
+                    method: "block".into(),
+                    reason: e.to_string(),
+                })?;
+            self.publisher.publish_all(&events).await?;
+            return self.persist().await;
+        }
+        let n = refs.len();
+        let max_depth = self.tracker.max_depth() as usize;
+        let mut blocks = Vec::with_capacity(n);
+        for (i, r) in refs.into_iter().enumerate() {
+            let matches = if n - i <= max_depth {
+                match self.source.block_by_hash(&r.hash).await? {
+                    Some((_, m)) => Some(m),
+                    None => {
+                        tracing::warn!(hash = %r.hash, "node does not know a block we followed; its matches are lost");
+                        Some(Vec::new())
+                    }
+                }
+            } else {
+                None
+            };
+            blocks.push(TrackedBlock { block: r, matches });
+        }
+        let events = self.tracker.restore(blocks);
+        if let Some(t) = self.tracker.tip() {
+            tracing::info!(height = t.height, hash = %t.hash, replayed = events.len(), "resuming from the cursor");
+        }
+        self.publisher.publish_all(&events).await?;
+        self.set_tip();
+        Ok(())
+    }
+
+    /// Walks back over blocks the node no longer has in its best chain,
+    /// connects the node's new blocks one by one, then looks at the mempool.
+    async fn poll_once(&mut self) -> Result<(), FollowError> {
+        // Walk back to the common ancestor.
+        let mut resume_at = None;
+        while let Some(tip) = self.tracker.tip().cloned() {
+            let node_hash = self.source.hash_at(tip.height).await?;
+            if node_hash.as_deref() == Some(tip.hash.as_str()) {
+                break;
+            }
+            if self.tracker.tip_matches_unknown() {
+                let m = match self.source.block_by_hash(&tip.hash).await? {
+                    Some((_, m)) => m,
+                    None => {
+                        tracing::error!(hash = %tip.hash, "reorganised-away block unknown to the node; cannot say which watched items it held");
+                        Vec::new()
+                    }
+                };
+                self.tracker.set_tip_matches(m);
+            }
+            let Some((gone, events)) = self.tracker.step_back_if_stale(node_hash.as_deref()) else {
+                break;
+            };
+            tracing::info!(height = gone.height, hash = %gone.hash, "block disconnected by a reorganisation");
+            self.publisher.publish_all(&events).await?;
+            if self.tracker.is_empty() {
+                tracing::error!(
+                    height = gone.height,
+                    "reorganisation deeper than the blocks remembered; resuming at that height"
+                );
+                resume_at = Some(gone.height);
+            } else {
+                self.persist().await?;
+            }
+        }
+
+        // Connect the new blocks.
+        let best = self.source.best_height().await?;
+        let mut next = match (self.tracker.tip(), resume_at) {
+            (Some(t), _) => t.height + 1,
+            (None, Some(h)) => h.min(best),
+            (None, None) => best,
+        };
+        while next <= best {
+            if self.shutdown.is_cancelled() {
+                return Err(FollowError::ShuttingDown);
+            }
+            let Some((block, matches)) = self.source.block_at(next).await? else {
+                break;
+            };
+            let (height, hash) = (block.height, block.hash.clone());
+            match self.tracker.connect(block, matches) {
+                Ok(events) => {
+                    self.publisher.publish_all(&events).await?;
+                    self.persist().await?;
+                    tracing::debug!(height, %hash, events = events.len(), "block connected");
+                    next += 1;
+                }
+                Err(e) => {
+                    // The node reorganised while we read; walk back next poll.
+                    tracing::info!(error = %e, "chain changed while connecting");
+                    return Ok(());
+                }
+            }
+        }
+
+        let events = self.source.poll_mempool(&self.tracker).await?;
+        self.publisher.publish_all(&events).await?;
+        Ok(())
+    }
+}
+
+/// Bitcoin Core as a [`ChainSource`], with mempool tracking.
+pub(crate) struct BitcoinSource {
+    pub(crate) network: Network,
+    pub(crate) rpc: Arc<BitcoinRpc>,
+    pub(crate) watch: Arc<WatchList>,
+    pub(crate) asset: AssetId,
+    pub(crate) mempool: MempoolTracker,
+}
+
+impl BitcoinSource {
+    fn parse_hash(hash: &str) -> Result<BlockHash, RpcError> {
+        BlockHash::from_str(hash).map_err(|e| RpcError::Decode {
+            method: "getblock".into(),
+            reason: format!("{hash:?} is not a block hash: {e}"),
+        })
+    }
+
+    async fn fetch(
+        &self,
+        hash: &BlockHash,
+        height: Option<u64>,
+    ) -> Result<Option<(BlockRef, Vec<Matched>)>, RpcError> {
+        let Some(block) = self.rpc.get_block(hash).await? else {
+            return Ok(None);
+        };
+        let height = match height {
+            Some(h) => h,
+            None => self.rpc.get_block_header_info(hash).await?.height,
+        };
+        let matches = self
+            .watch
+            .match_bitcoin_block(self.network, &block, &self.asset);
+        Ok(Some((
+            BlockRef {
+                height,
+                hash: hash.to_string(),
+                parent_hash: block.header.prev_blockhash.to_string(),
+            },
+            matches,
+        )))
+    }
+}
+
+#[async_trait]
+impl ChainSource for BitcoinSource {
+    async fn best_height(&self) -> Result<u64, RpcError> {
+        self.rpc.get_block_count().await
+    }
+
+    async fn hash_at(&self, height: u64) -> Result<Option<String>, RpcError> {
+        Ok(self
+            .rpc
+            .get_block_hash(height)
+            .await?
+            .map(|h| h.to_string()))
+    }
+
+    async fn block_at(&self, height: u64) -> Result<Option<(BlockRef, Vec<Matched>)>, RpcError> {
+        let Some(hash) = self.rpc.get_block_hash(height).await? else {
+            return Ok(None);
+        };
+        self.fetch(&hash, Some(height)).await
+    }
+
+    async fn block_by_hash(
+        &self,
+        hash: &str,
+    ) -> Result<Option<(BlockRef, Vec<Matched>)>, RpcError> {
+        let h = Self::parse_hash(hash)?;
+        self.fetch(&h, None).await
+    }
+
+    async fn poll_mempool(&mut self, tracker: &ChainTracker) -> Result<Vec<ChainEvent>, RpcError> {
+        for t in self.watch.take_new_txids(self.network) {
+            self.mempool.forget(&t);
+        }
+        let txids = self.rpc.get_raw_mempool().await?;
+        let best = self.rpc.get_best_block_hash().await?;
+        let strs: Vec<String> = txids.iter().map(Txid::to_string).collect();
+        let unknown: Vec<Txid> = self
+            .mempool
+            .unknown(&strs)
+            .into_iter()
+            .filter_map(|s| Txid::from_str(s).ok())
+            .collect();
+        let txs = self.rpc.get_raw_transactions(&unknown).await?;
+        let mut events = Vec::new();
+        for (txid, tx) in unknown.iter().zip(txs) {
+            let id = txid.to_string();
+            match tx {
+                Some(tx) => {
+                    let matches = self.watch.match_bitcoin_tx(self.network, &tx, &self.asset);
+                    events.extend(self.mempool.add(&id, &tx, matches));
+                }
+                None => self.mempool.add_gone(&id),
+            }
+        }
+        // Departures are judged only against a snapshot taken while our tip
+        // was the node's tip, so a transaction just mined is not "dropped".
+        if tracker.tip().map(|t| t.hash.as_str()) == Some(best.to_string().as_str()) {
+            let current: HashSet<String> = strs.into_iter().collect();
+            events.extend(
+                self.mempool
+                    .departed(&current, |t| tracker.has_confirmed(t)),
+            );
+        }
+        Ok(events)
+    }
+}
+
+/// An Ethereum node as a [`ChainSource`] (no pending transactions yet).
+pub(crate) struct EthSource {
+    pub(crate) network: Network,
+    pub(crate) rpc: Arc<EthRpc>,
+    pub(crate) watch: Arc<WatchList>,
+    pub(crate) asset: AssetId,
+}
+
+impl EthSource {
+    fn matched(&self, block: EthBlock) -> (BlockRef, Vec<Matched>) {
+        let matches = self
+            .watch
+            .match_eth_block(self.network, &block, &self.asset);
+        (
+            BlockRef {
+                height: block.height(),
+                hash: format!("0x{}", hex::encode(block.hash)),
+                parent_hash: format!("0x{}", hex::encode(block.parent_hash)),
+            },
+            matches,
+        )
+    }
+}
+
+#[async_trait]
+impl ChainSource for EthSource {
+    async fn best_height(&self) -> Result<u64, RpcError> {
+        self.rpc.block_number().await
+    }
+
+    async fn hash_at(&self, height: u64) -> Result<Option<String>, RpcError> {
+        Ok(self
+            .rpc
+            .get_block_hash(height)
+            .await?
+            .map(|h| format!("0x{}", hex::encode(h))))
+    }
+
+    async fn block_at(&self, height: u64) -> Result<Option<(BlockRef, Vec<Matched>)>, RpcError> {
+        Ok(self
+            .rpc
+            .get_block_by_number(BlockTag::Number(height))
+            .await?
+            .map(|b| self.matched(b)))
+    }
+
+    async fn block_by_hash(
+        &self,
+        hash: &str,
+    ) -> Result<Option<(BlockRef, Vec<Matched>)>, RpcError> {
+        let h = alloy_primitives::B256::from_str(hash).map_err(|e| RpcError::Decode {
+            method: "eth_getBlockByHash".into(),
+            reason: format!("{hash:?} is not a block hash: {e}"),
+        })?;
+        Ok(self
+            .rpc
+            .get_block_by_hash(&h)
+            .await?
+            .map(|b| self.matched(b)))
+    }
+}
