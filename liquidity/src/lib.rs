@@ -8,10 +8,15 @@
 //! [`Liquidity`] service holds the state and the venue subscriptions.
 
 pub mod api;
+pub mod book;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod locks;
+pub mod pricing;
+pub mod quotes;
 pub mod risk;
+pub mod service;
 pub mod venue;
 
 pub use api::{LiquidityApi, LockStatus, PriceLock};
@@ -19,4 +24,5 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{AssetPolicy, LiquidityConfig};
 pub use error::LiquidityError;
 pub use risk::TradingState;
+pub use service::Liquidity;
 pub use venue::{Book, Level, VenueFeed, VenueHealth};
