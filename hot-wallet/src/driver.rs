@@ -1,0 +1,841 @@
+//! The swap driver: chain events and action results in, persisted
+//! transitions out, actions carried out after their transition commits.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use infra::bus::{Delivery, Message, Subscription};
+use proto::api::SwapView;
+use proto::event::{topics, ChainEvent, Envelope, SwapStatusChanged, TxStatus};
+use proto::{AssetKind, EventId, Network, SwapId};
+use serde::{Deserialize, Serialize};
+use state_machine::machine::{Action, PaymentOrder, Swap, SwapInput, SwapTerms};
+use state_machine::store::{
+    AppendOutcome, CreateOutcome, NewEvent, NewSwap, OutboxMessage, StateUpdate, StoreError,
+    SwapStore,
+};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, error, info, warn};
+use uuid::Uuid;
+
+use crate::keys::Keyring;
+use crate::repo::{PaymentRow, PaymentStatus, Repo};
+use crate::{
+    BroadcastFailure, HotWalletApi, HotWalletConfig, HotWalletDeps, HotWalletError, OpenSwap,
+    SWAP_ACTIONS,
+};
+
+/// An action as it travels on the `swap-actions` topic.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ActionMessage {
+    swap_id: SwapId,
+    /// The event whose transition decided the action.
+    cause: EventId,
+    action: Action,
+}
+
+/// Handle to the running hot wallet. Cheap to clone.
+#[derive(Clone)]
+pub struct HotWallet {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for HotWallet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HotWallet")
+            .field("eth_hot_address", &self.inner.eth_hot_address)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    cfg: HotWalletConfig,
+    keys: Keyring,
+    eth_hot_address: String,
+    store: SwapStore,
+    repo: Repo,
+    deps: HotWalletDeps,
+    relay_wakeup: Notify,
+    /// Serialises payment signing so nonces are handed out in order.
+    signing: tokio::sync::Mutex<()>,
+}
+
+/// What applying an input did.
+#[derive(Debug)]
+enum Applied {
+    Changed,
+    Unchanged,
+    Duplicate,
+    Rejected(String),
+}
+
+const MAX_CONFLICT_RETRIES: usize = 16;
+
+impl HotWallet {
+    pub(crate) async fn start(
+        cfg: HotWalletConfig,
+        deps: HotWalletDeps,
+        shutdown: CancellationToken,
+        tracker: &TaskTracker,
+    ) -> Result<Self, HotWalletError> {
+        let keys = Keyring::load_or_create(&cfg.seed_path, cfg.bitcoin_network)?;
+        let eth_hot_address = keys.eth_signer(0)?.address().to_checksum(None);
+        let repo = Repo::open(deps.db.clone())
+            .await
+            .map_err(|e| HotWalletError::Internal(e.to_string()))?;
+        let wallet = HotWallet {
+            inner: Arc::new(Inner {
+                keys,
+                eth_hot_address,
+                store: deps.store.clone(),
+                repo,
+                deps,
+                cfg,
+                relay_wakeup: Notify::new(),
+                signing: tokio::sync::Mutex::new(()),
+            }),
+        };
+        let eth_net = Network::Ethereum(wallet.inner.cfg.ethereum_network);
+        let hot = wallet.inner.eth_hot_address.clone();
+        wallet
+            .inner
+            .deps
+            .chains
+            .watch_address(eth_net, &hot)
+            .await
+            .map_err(HotWalletError::Chain)?;
+
+        // Subscribe before spawning so a start-up failure is reported here.
+        let chain_sub = wallet
+            .inner
+            .deps
+            .bus
+            .subscribe(topics::CHAIN_EVENTS, "hot-wallet")
+            .await
+            .map_err(|e| HotWalletError::Internal(e.to_string()))?;
+        let action_sub = wallet
+            .inner
+            .deps
+            .bus
+            .subscribe(SWAP_ACTIONS, "hot-wallet-actions")
+            .await
+            .map_err(|e| HotWalletError::Internal(e.to_string()))?;
+
+        let w = wallet.clone();
+        let s = shutdown.clone();
+        tracker.spawn(async move { w.run_relay(s).await });
+        let w = wallet.clone();
+        let s = shutdown.clone();
+        tracker.spawn(async move { w.consume(chain_sub, s, Self::handle_chain_event).await });
+        let w = wallet.clone();
+        let s = shutdown.clone();
+        tracker.spawn(async move {
+            // Transactions signed before a crash go out again first, as they are.
+            w.rebroadcast_signed().await;
+            w.consume(action_sub, s, Self::handle_action).await
+        });
+        let w = wallet.clone();
+        tracker.spawn(async move { w.run_ticker(shutdown).await });
+        Ok(wallet)
+    }
+
+    /// The Ethereum account payouts are paid from.
+    pub fn eth_hot_address(&self) -> &str {
+        &self.inner.eth_hot_address
+    }
+
+    pub fn store(&self) -> &SwapStore {
+        &self.inner.store
+    }
+
+    // ---- applying inputs -------------------------------------------------
+
+    async fn apply(
+        &self,
+        swap_id: SwapId,
+        input: &SwapInput,
+        event_id: EventId,
+        kind: &str,
+    ) -> Result<Applied, HotWalletError> {
+        let store = &self.inner.store;
+        for _ in 0..MAX_CONFLICT_RETRIES {
+            let Some(record) = store.get(swap_id.0).await? else {
+                return Err(HotWalletError::SwapNotFound(swap_id));
+            };
+            if store.has_event(event_id.0).await? {
+                return Ok(Applied::Duplicate);
+            }
+            let swap: Swap = serde_json::from_value(record.data.clone()).map_err(|e| {
+                HotWalletError::Internal(format!("stored swap {swap_id} unreadable: {e}"))
+            })?;
+            let now = chrono::Utc::now();
+            let transition = match swap.apply(input, now) {
+                Ok(t) => t,
+                Err(rejected) => return Ok(Applied::Rejected(rejected.to_string())),
+            };
+            if !transition.changed {
+                return Ok(Applied::Unchanged);
+            }
+            let next = transition.swap;
+            let version = record.version + 1;
+            let mut outbox = vec![self.status_message(&next, version, event_id)?];
+            for (i, action) in transition.actions.iter().enumerate() {
+                outbox.push(OutboxMessage {
+                    message_id: EventId::derive(&[&event_id.to_string(), "action", &i.to_string()])
+                        .0,
+                    topic: SWAP_ACTIONS.to_owned(),
+                    key: swap_id.to_string(),
+                    payload: json(&ActionMessage {
+                        swap_id,
+                        cause: event_id,
+                        action: action.clone(),
+                    })?,
+                });
+            }
+            let update = StateUpdate {
+                state: next.state_name().to_owned(),
+                terminal: next.is_terminal(),
+                data: json(&next)?,
+                updated_at_ms: now.timestamp_millis(),
+            };
+            let event = NewEvent {
+                event_id: event_id.0,
+                kind: kind.to_owned(),
+                payload: json(input)?,
+                occurred_at_ms: now.timestamp_millis(),
+            };
+            match store
+                .append(swap_id.0, record.version, &update, &event, &outbox)
+                .await
+            {
+                Ok(AppendOutcome::Applied { .. }) => {
+                    self.inner.relay_wakeup.notify_one();
+                    info!(swap_id = %swap_id, state = next.state_name(), event = kind, "swap.transition");
+                    return Ok(Applied::Changed);
+                }
+                Ok(AppendOutcome::Duplicate) => return Ok(Applied::Duplicate),
+                Err(StoreError::VersionConflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(HotWalletError::Internal(format!(
+            "swap {swap_id}: gave up after {MAX_CONFLICT_RETRIES} concurrent updates"
+        )))
+    }
+
+    fn status_message(
+        &self,
+        swap: &Swap,
+        version: i64,
+        cause: EventId,
+    ) -> Result<OutboxMessage, HotWalletError> {
+        let view = swap
+            .view(&self.inner.cfg.assets)
+            .map_err(|e| HotWalletError::Internal(e.to_string()))?;
+        let id = EventId::derive(&[&cause.to_string(), "status"]);
+        let envelope = Envelope::new(
+            id,
+            view.updated_at,
+            SwapStatusChanged {
+                version: u64::try_from(version).unwrap_or_default(),
+                swap: view,
+            },
+        );
+        Ok(OutboxMessage {
+            message_id: id.0,
+            topic: topics::SWAP_EVENTS.to_owned(),
+            key: envelope.key.clone(),
+            payload: json(&envelope)?,
+        })
+    }
+
+    // ---- consumers -------------------------------------------------------
+
+    /// Consumes a subscription until shutdown: each delivery is handled,
+    /// retried with backoff while handling fails, and committed only after.
+    async fn consume<F, Fut>(
+        &self,
+        mut sub: Box<dyn Subscription>,
+        shutdown: CancellationToken,
+        handle: F,
+    ) where
+        F: Fn(HotWallet, Delivery) -> Fut,
+        Fut: std::future::Future<Output = Result<(), HotWalletError>>,
+    {
+        loop {
+            let delivery = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                d = sub.next() => d,
+            };
+            let delivery = match delivery {
+                Ok(d) => d,
+                Err(e) => {
+                    warn!(error = %e, "bus.next failed; retrying");
+                    if sleep_or_shutdown(&shutdown, Duration::from_millis(500)).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                match handle(self.clone(), delivery.clone()).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        warn!(topic = %delivery.topic, offset = delivery.offset, error = %e, "handling failed; will retry");
+                        if sleep_or_shutdown(&shutdown, backoff).await {
+                            return;
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                    }
+                }
+            }
+            while let Err(e) = sub.commit(&delivery).await {
+                warn!(error = %e, "bus.commit failed; retrying");
+                if sleep_or_shutdown(&shutdown, Duration::from_millis(500)).await {
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn handle_chain_event(self, delivery: Delivery) -> Result<(), HotWalletError> {
+        let envelope: Envelope<ChainEvent> = match serde_json::from_slice(&delivery.message.payload)
+        {
+            Ok(e) => e,
+            Err(e) => {
+                error!(offset = delivery.offset, error = %e, "unreadable chain event skipped");
+                return Ok(());
+            }
+        };
+        match &envelope.payload {
+            ChainEvent::Output {
+                network,
+                txid,
+                output,
+                address,
+                amount,
+                status,
+                ..
+            } => {
+                if address.eq_ignore_ascii_case(&self.inner.eth_hot_address) {
+                    return Ok(());
+                }
+                let Some(record) = self
+                    .inner
+                    .store
+                    .get_by_deposit_address(&network.to_string(), address)
+                    .await?
+                else {
+                    warn!(%network, %address, %txid, amount = %amount, "deposit to an address with no swap; left for review");
+                    return Ok(());
+                };
+                let input = SwapInput::Deposit {
+                    txid: txid.clone(),
+                    output: *output,
+                    amount: *amount,
+                    status: status.clone(),
+                };
+                self.apply_logged(SwapId(record.swap_id), &input, envelope.id, "deposit")
+                    .await
+            }
+            ChainEvent::Transaction { txid, status, .. } => {
+                let Some(payment) = self.inner.repo.payment_by_txid(txid).await? else {
+                    return Ok(());
+                };
+                if let TxStatus::Confirmed { .. } = status {
+                    self.inner
+                        .repo
+                        .set_status(&payment.payment_id, PaymentStatus::Confirmed)
+                        .await?;
+                }
+                let swap_id = parse_swap_id(&payment.swap_id)?;
+                let input = SwapInput::PaymentObserved {
+                    txid: txid.clone(),
+                    status: status.clone(),
+                };
+                self.apply_logged(swap_id, &input, envelope.id, "payment_observed")
+                    .await
+            }
+            ChainEvent::BlockConnected { .. } | ChainEvent::BlockDisconnected { .. } => Ok(()),
+        }
+    }
+
+    async fn apply_logged(
+        &self,
+        swap_id: SwapId,
+        input: &SwapInput,
+        event_id: EventId,
+        kind: &str,
+    ) -> Result<(), HotWalletError> {
+        match self.apply(swap_id, input, event_id, kind).await? {
+            Applied::Rejected(why) => {
+                warn!(%swap_id, event = kind, reason = %why, "input rejected by the state machine")
+            }
+            Applied::Duplicate => debug!(%swap_id, event = kind, "duplicate event ignored"),
+            Applied::Unchanged | Applied::Changed => {}
+        }
+        Ok(())
+    }
+
+    async fn handle_action(self, delivery: Delivery) -> Result<(), HotWalletError> {
+        let msg: ActionMessage = match serde_json::from_slice(&delivery.message.payload) {
+            Ok(m) => m,
+            Err(e) => {
+                error!(offset = delivery.offset, error = %e, "unreadable action skipped");
+                return Ok(());
+            }
+        };
+        let swap_id = msg.swap_id;
+        match msg.action {
+            Action::Execute {
+                quote_id,
+                deposit_amount,
+                ..
+            } => {
+                let (input, kind) = match self
+                    .inner
+                    .deps
+                    .execution
+                    .execute(quote_id, swap_id, deposit_amount)
+                    .await
+                {
+                    Ok(()) => (SwapInput::Executed, "executed"),
+                    Err(reason) => (SwapInput::ExecutionFailed { reason }, "execution_failed"),
+                };
+                let id = EventId::derive(&[&swap_id.to_string(), kind, &msg.cause.to_string()]);
+                self.apply_logged(swap_id, &input, id, kind).await
+            }
+            Action::Pay(order) => {
+                let txid = self.pay(swap_id, &order).await?;
+                let input = SwapInput::PaymentBroadcast {
+                    payment_id: order.payment_id.clone(),
+                    txid: txid.clone(),
+                };
+                let id = EventId::derive(&[&order.payment_id, "broadcast", &txid]);
+                self.apply_logged(swap_id, &input, id, "payment_broadcast")
+                    .await
+            }
+            Action::ReleaseLock { quote_id } => {
+                if let Err(e) = self.inner.deps.execution.release(quote_id).await {
+                    warn!(%swap_id, %quote_id, error = %e, "lock release failed (ignored: locks also expire)");
+                }
+                Ok(())
+            }
+        }
+    }
+
+    // ---- payments --------------------------------------------------------
+
+    /// Pays `order` exactly once: intent persisted, then signed bytes
+    /// persisted, then broadcast. Re-running it for the same payment id
+    /// rebroadcasts the stored transaction.
+    async fn pay(&self, swap_id: SwapId, order: &PaymentOrder) -> Result<String, HotWalletError> {
+        let _guard = self.inner.signing.lock().await;
+        let repo = &self.inner.repo;
+        let mut row = repo
+            .insert_intent(&PaymentRow {
+                payment_id: order.payment_id.clone(),
+                swap_id: swap_id.to_string(),
+                kind: format!("{:?}", order.kind).to_lowercase(),
+                network: order.network.to_string(),
+                asset: order.asset.to_string(),
+                address: order.address.clone(),
+                amount: order.amount.to_string(),
+                status: PaymentStatus::Intent,
+                txid: None,
+                raw_tx: None,
+                nonce: None,
+            })
+            .await?;
+        if row.status == PaymentStatus::Intent {
+            let (signed, nonce) = self.sign_payment(order).await?;
+            repo.record_signed(
+                &order.payment_id,
+                &signed.txid,
+                &hex::encode(&signed.raw),
+                nonce,
+            )
+            .await?;
+            row = repo
+                .payment(&order.payment_id)
+                .await?
+                .ok_or_else(|| HotWalletError::Internal("payment row vanished".into()))?;
+            info!(%swap_id, payment_id = %order.payment_id, txid = ?row.txid, "payment.signed");
+        }
+        self.broadcast_row(&row).await
+    }
+
+    async fn sign_payment(
+        &self,
+        order: &PaymentOrder,
+    ) -> Result<(crate::payments::SignedTx, Option<i64>), HotWalletError> {
+        let spec = self
+            .inner
+            .cfg
+            .assets
+            .get(&order.asset)
+            .map_err(|e| HotWalletError::Invalid(e.to_string()))?
+            .clone();
+        match (order.network, &spec.kind) {
+            (Network::Ethereum(net), AssetKind::Native) => {
+                let to = proto::Address::parse(order.network, &order.address)
+                    .map_err(|e| HotWalletError::Invalid(e.to_string()))?
+                    .as_ethereum()
+                    .ok_or_else(|| HotWalletError::Invalid("not an Ethereum address".into()))?;
+                let signer = self.inner.keys.eth_signer(0)?;
+                let chains = &self.inner.deps.chains;
+                let node_nonce = chains
+                    .eth_pending_nonce(order.network, &self.inner.eth_hot_address)
+                    .await
+                    .map_err(HotWalletError::Chain)?;
+                // Never reuse a nonce a signed payment holds, even if the
+                // node has not seen that payment yet.
+                let stored_next = self
+                    .inner
+                    .repo
+                    .max_nonce(&order.network.to_string())
+                    .await?
+                    .map(|n| n as u64 + 1)
+                    .unwrap_or(0);
+                let nonce = node_nonce.max(stored_next);
+                let mut fees = chains
+                    .eth_fees(order.network)
+                    .await
+                    .map_err(HotWalletError::Chain)?;
+                fees.max_fee_per_gas = fees
+                    .max_fee_per_gas
+                    .min(self.inner.cfg.eth_max_fee_per_gas_cap);
+                let value = order.amount.base_units();
+                let signed = crate::payments::sign_eth_transfer(
+                    &signer,
+                    net.chain_id(),
+                    nonce,
+                    to,
+                    value,
+                    fees,
+                )
+                .map_err(HotWalletError::Internal)?;
+                Ok((signed, Some(nonce as i64)))
+            }
+            (network, _) => Err(HotWalletError::UnsupportedPayout(network)),
+        }
+    }
+
+    async fn broadcast_row(&self, row: &PaymentRow) -> Result<String, HotWalletError> {
+        let (Some(txid), Some(raw_hex)) = (&row.txid, &row.raw_tx) else {
+            return Err(HotWalletError::Internal(format!(
+                "payment {} has no signed transaction",
+                row.payment_id
+            )));
+        };
+        let network: Network = row
+            .network
+            .parse()
+            .map_err(|e: proto::chain::UnknownNetwork| HotWalletError::Internal(e.to_string()))?;
+        let raw = hex::decode(raw_hex).map_err(|e| HotWalletError::Internal(e.to_string()))?;
+        let chains = &self.inner.deps.chains;
+        chains
+            .watch_tx(network, txid)
+            .await
+            .map_err(HotWalletError::Chain)?;
+        match chains.broadcast(network, &raw).await {
+            Ok(_) | Err(BroadcastFailure::AlreadyKnown) => {}
+            Err(BroadcastFailure::Unavailable(e)) => return Err(HotWalletError::Chain(e)),
+            Err(BroadcastFailure::Rejected(e)) => {
+                // Keep the payment as signed: it is retried as the same
+                // transaction, or replaced by a fee bump of this payment.
+                error!(payment_id = %row.payment_id, %txid, reason = %e, "payment broadcast rejected");
+                return Err(HotWalletError::Chain(e));
+            }
+        }
+        if row.status == PaymentStatus::Signed {
+            self.inner
+                .repo
+                .set_status(&row.payment_id, PaymentStatus::Broadcast)
+                .await?;
+        }
+        info!(payment_id = %row.payment_id, %txid, "payment.broadcast");
+        Ok(txid.clone())
+    }
+
+    async fn rebroadcast_signed(&self) {
+        match self.inner.repo.unconfirmed_signed().await {
+            Ok(rows) => {
+                for row in rows {
+                    if let Err(e) = self.broadcast_row(&row).await {
+                        warn!(payment_id = %row.payment_id, error = %e, "rebroadcast after restart failed; the action retry will try again");
+                    }
+                }
+            }
+            Err(e) => warn!(error = %e, "could not list signed payments"),
+        }
+    }
+
+    // ---- relay and ticker -------------------------------------------------
+
+    /// Publishes committed outbox rows to the bus, oldest first, and marks
+    /// them published. At-least-once: consumers dedupe by message id.
+    async fn run_relay(&self, shutdown: CancellationToken) {
+        loop {
+            let published = match self.relay_once().await {
+                Ok(n) => n,
+                Err(e) => {
+                    warn!(error = %e, "outbox relay failed; retrying");
+                    0
+                }
+            };
+            if published == 0 {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = self.inner.relay_wakeup.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                }
+            } else if shutdown.is_cancelled() {
+                return;
+            }
+        }
+    }
+
+    async fn relay_once(&self) -> Result<usize, HotWalletError> {
+        let pending = self.inner.store.outbox_pending(256).await?;
+        let mut seqs = Vec::with_capacity(pending.len());
+        for row in &pending {
+            let payload = serde_json::to_vec(&row.payload)
+                .map_err(|e| HotWalletError::Internal(e.to_string()))?;
+            let message = Message {
+                id: row.message_id.to_string(),
+                key: row.key.clone(),
+                payload,
+            };
+            if let Err(e) = self.inner.deps.bus.publish(&row.topic, message).await {
+                // Mark what went out so far, then retry the rest.
+                self.inner.store.outbox_mark_published(&seqs).await?;
+                return Err(HotWalletError::Internal(e.to_string()));
+            }
+            seqs.push(row.seq);
+        }
+        self.inner.store.outbox_mark_published(&seqs).await?;
+        Ok(seqs.len())
+    }
+
+    async fn run_ticker(&self, shutdown: CancellationToken) {
+        let mut interval = tokio::time::interval(self.inner.cfg.tick_interval);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = interval.tick() => {}
+            }
+            let active = match self.inner.store.list_active(1000).await {
+                Ok(a) => a,
+                Err(e) => {
+                    warn!(error = %e, "ticker could not list swaps");
+                    continue;
+                }
+            };
+            for record in active {
+                let id = EventId(Uuid::now_v7());
+                if let Err(e) = self
+                    .apply(SwapId(record.swap_id), &SwapInput::Tick, id, "tick")
+                    .await
+                {
+                    warn!(swap_id = %record.swap_id, error = %e, "tick failed");
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl HotWalletApi for HotWallet {
+    async fn allocate_deposit_address(
+        &self,
+        network: Network,
+        swap_id: SwapId,
+    ) -> Result<String, HotWalletError> {
+        let keys = &self.inner.keys;
+        let (_, address) = self
+            .inner
+            .repo
+            .allocate_address(&network.to_string(), &swap_id.to_string(), |index| {
+                keys.deposit_address(network, index)
+                    .map_err(|e| e.to_string())
+            })
+            .await?;
+        // Watched (and persisted by the node gateway) before anyone sees it.
+        self.inner
+            .deps
+            .chains
+            .watch_address(network, &address)
+            .await
+            .map_err(HotWalletError::Chain)?;
+        Ok(address)
+    }
+
+    async fn open_swap(&self, open: OpenSwap) -> Result<SwapView, HotWalletError> {
+        if let Some(existing) = self
+            .inner
+            .store
+            .get_by_idempotency_key(&open.idempotency_key)
+            .await?
+        {
+            return self.existing_for_key(existing, &open);
+        }
+        let assets = &self.inner.cfg.assets;
+        let from = assets
+            .get(&open.quote.from)
+            .map_err(|e| HotWalletError::Invalid(e.to_string()))?;
+        let to = assets
+            .get(&open.quote.to)
+            .map_err(|e| HotWalletError::Invalid(e.to_string()))?;
+        if !self.can_pay_out(to.network) {
+            return Err(HotWalletError::UnsupportedPayout(to.network));
+        }
+        let now = chrono::Utc::now();
+        let deadline = now
+            + chrono::Duration::from_std(self.inner.cfg.deposit_window)
+                .map_err(|e| HotWalletError::Internal(e.to_string()))?;
+        let terms = SwapTerms {
+            swap_id: open.swap_id,
+            quote_id: open.quote.quote_id,
+            from: from.id.clone(),
+            to: to.id.clone(),
+            deposit_network: from.network,
+            payout_network: to.network,
+            deposit_address: open.deposit_address.clone(),
+            payout_address: open.payout_address.clone(),
+            deposit_amount: open.quote.amount_in_base_units,
+            payout_amount: open.quote.amount_out_base_units,
+            price: open.quote.price,
+            deadline,
+            policy: self.inner.cfg.policy.clone(),
+        };
+        let (swap, actions) = Swap::open(terms, open.refund_address.clone(), now);
+        let event_id = EventId::derive(&[&open.swap_id.to_string(), "opened"]);
+        let mut outbox = vec![self.status_message(&swap, 1, event_id)?];
+        for (i, action) in actions.iter().enumerate() {
+            outbox.push(OutboxMessage {
+                message_id: EventId::derive(&[&event_id.to_string(), "action", &i.to_string()]).0,
+                topic: SWAP_ACTIONS.to_owned(),
+                key: open.swap_id.to_string(),
+                payload: json(&ActionMessage {
+                    swap_id: open.swap_id,
+                    cause: event_id,
+                    action: action.clone(),
+                })?,
+            });
+        }
+        let new = NewSwap {
+            swap_id: open.swap_id.0,
+            idempotency_key: Some(open.idempotency_key.clone()),
+            deposit_chain: from.network.to_string(),
+            deposit_address: open.deposit_address.clone(),
+            state: swap.state_name().to_owned(),
+            terminal: swap.is_terminal(),
+            data: json(&swap)?,
+            created_at_ms: now.timestamp_millis(),
+        };
+        let event = NewEvent {
+            event_id: event_id.0,
+            kind: "opened".into(),
+            payload: serde_json::json!({
+                "quote_id": open.quote.quote_id,
+                "payout_address": open.payout_address,
+                "refund_address": open.refund_address,
+            }),
+            occurred_at_ms: now.timestamp_millis(),
+        };
+        match self.inner.store.create(&new, &event, &outbox).await? {
+            CreateOutcome::Created(_) => {
+                self.inner.relay_wakeup.notify_one();
+                info!(swap_id = %open.swap_id, quote_id = %open.quote.quote_id, "swap.opened");
+                swap.view(assets)
+                    .map_err(|e| HotWalletError::Internal(e.to_string()))
+            }
+            CreateOutcome::Existing(record) => self.existing_for_key(record, &open),
+        }
+    }
+
+    async fn swap(&self, swap_id: SwapId) -> Result<SwapView, HotWalletError> {
+        let record = self
+            .inner
+            .store
+            .get(swap_id.0)
+            .await?
+            .ok_or(HotWalletError::SwapNotFound(swap_id))?;
+        self.view_of(&record.data)
+    }
+
+    async fn swap_by_idempotency_key(&self, key: &str) -> Result<Option<SwapView>, HotWalletError> {
+        match self.inner.store.get_by_idempotency_key(key).await? {
+            Some(r) => Ok(Some(self.view_of(&r.data)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn provide_refund_address(
+        &self,
+        swap_id: SwapId,
+        address: &str,
+    ) -> Result<SwapView, HotWalletError> {
+        let input = SwapInput::RefundAddressProvided {
+            address: address.to_owned(),
+        };
+        let id = EventId(Uuid::now_v7());
+        match self
+            .apply(swap_id, &input, id, "refund_address_provided")
+            .await?
+        {
+            Applied::Rejected(why) => Err(HotWalletError::Invalid(why)),
+            _ => self.swap(swap_id).await,
+        }
+    }
+
+    fn can_pay_out(&self, network: Network) -> bool {
+        matches!(network, Network::Ethereum(_))
+    }
+}
+
+impl HotWallet {
+    fn existing_for_key(
+        &self,
+        record: state_machine::store::SwapRecord,
+        open: &OpenSwap,
+    ) -> Result<SwapView, HotWalletError> {
+        let view = self.view_of(&record.data)?;
+        if view.quote_id != open.quote.quote_id {
+            return Err(HotWalletError::IdempotencyConflict(
+                open.idempotency_key.clone(),
+            ));
+        }
+        Ok(view)
+    }
+
+    fn view_of(&self, data: &serde_json::Value) -> Result<SwapView, HotWalletError> {
+        let swap: Swap = serde_json::from_value(data.clone())
+            .map_err(|e| HotWalletError::Internal(format!("stored swap unreadable: {e}")))?;
+        swap.view(&self.inner.cfg.assets)
+            .map_err(|e| HotWalletError::Internal(e.to_string()))
+    }
+}
+
+fn json<T: Serialize>(v: &T) -> Result<serde_json::Value, HotWalletError> {
+    serde_json::to_value(v).map_err(|e| HotWalletError::Internal(e.to_string()))
+}
+
+fn parse_swap_id(s: &str) -> Result<SwapId, HotWalletError> {
+    s.parse()
+        .map_err(|e: proto::ids::IdError| HotWalletError::Internal(e.to_string()))
+}
+
+/// Sleeps `d`; returns true if shutdown came first.
+async fn sleep_or_shutdown(shutdown: &CancellationToken, d: Duration) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => true,
+        _ = tokio::time::sleep(d) => false,
+    }
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The test command (README.md): sets up everything the tests need on this
+# machine, then runs the whole test suite.
+#
+#   scripts/test.sh                 # everything
+#   scripts/test.sh -p proto        # extra arguments go to `cargo test`
+#
+# It installs and starts PostgreSQL (scripts/pg.sh) and a Kafka-protocol
+# broker (scripts/kafka.sh; tansu from crates.io, built once, ~12 minutes on
+# 2 cores), exports TEST_DATABASE_URL and TEST_KAFKA_BROKERS, and runs
+# `cargo test --workspace`. Builds go to $CARGO_TARGET_DIR, by default a
+# directory outside the clone that later runs reuse.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/swap-engine/target}"
+mkdir -p "$CARGO_TARGET_DIR"
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+
+echo "test.sh: PostgreSQL" >&2
+eval "$(scripts/pg.sh)"
+echo "test.sh: Kafka-protocol broker" >&2
+eval "$(scripts/kafka.sh)"
+export TEST_DATABASE_URL TEST_KAFKA_BROKERS
+
+echo "test.sh: cargo test (target dir $CARGO_TARGET_DIR)" >&2
+cargo test --workspace --locked "$@"
