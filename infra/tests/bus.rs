@@ -525,6 +525,70 @@ mod kafka {
         within(60, "bad_input", contract::bad_input_is_refused(&f)).await;
     }
 
+    /// Two members of one group split the topic's partitions between them
+    /// (what LocalBus, one consumer per group, does not do) and together get
+    /// every message.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn group_members_share_the_partitions() {
+        let f = fixture();
+        within(60, "shared group", async {
+            let topic = unique("share");
+            let group = unique("g");
+            let mut sent = BTreeSet::new();
+            let mut batch = 0;
+            let publish_batch = |batch: usize| {
+                let bus = f.bus.clone();
+                let topic = topic.clone();
+                async move {
+                    let mut ids = Vec::new();
+                    for k in 0..8 {
+                        let m =
+                            Message::new(format!("key-{k}"), format!("{batch}:{k}").into_bytes());
+                        bus.publish(&topic, m.clone()).await.expect("publish");
+                        ids.push(m.id);
+                    }
+                    ids
+                }
+            };
+            sent.extend(publish_batch(batch).await);
+            let mut a = f.bus.subscribe(&topic, &group).await.expect("subscribe a");
+            let mut b = f.bus.subscribe(&topic, &group).await.expect("subscribe b");
+            let (mut got_a, mut got_b) = (BTreeSet::new(), BTreeSet::new());
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            while got_a.is_empty()
+                || got_b.is_empty()
+                || !sent
+                    .iter()
+                    .all(|id| got_a.contains(id) || got_b.contains(id))
+            {
+                tokio::select! {
+                    d = a.next() => {
+                        let d = d.expect("a.next");
+                        a.commit(&d).await.expect("a.commit");
+                        got_a.insert(d.message.id);
+                    }
+                    d = b.next() => {
+                        let d = d.expect("b.next");
+                        b.commit(&d).await.expect("b.commit");
+                        got_b.insert(d.message.id);
+                    }
+                    _ = tick.tick() => {
+                        // Until both members hold partitions, keep traffic flowing.
+                        if got_a.is_empty() || got_b.is_empty() {
+                            batch += 1;
+                            sent.extend(publish_batch(batch).await);
+                        }
+                    }
+                }
+            }
+            assert!(
+                !got_a.is_empty() && !got_b.is_empty(),
+                "one member got nothing"
+            );
+        })
+        .await;
+    }
+
     /// The broker puts a key where `partition_for` says (murmur2 partitioner).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn partitions_match_the_local_bus() {

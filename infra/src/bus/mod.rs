@@ -112,7 +112,7 @@ pub enum BusError {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("kafka could not create topic {topic:?}: {reason}")]
     TopicCreation { topic: String, reason: String },
-    #[error("kafka did not acknowledge the message within {timeout_ms} ms")]
+    #[error("kafka did not answer within {timeout_ms} ms")]
     Timeout { timeout_ms: u64 },
     #[error("the bus is shut down")]
     Closed,
