@@ -1,8 +1,10 @@
 //! Contract tests of the event bus: written once as functions of a bus, run
-//! against `LocalBus` on a temporary SQLite file and `KafkaBus` on a real
-//! broker (address in `TEST_KAFKA_BROKERS`; `scripts/kafka.sh` starts one).
+//! against `LocalBus` on a temporary SQLite file, `LocalBus` on a fresh
+//! PostgreSQL database (server in `TEST_DATABASE_URL`; `scripts/pg.sh` starts
+//! one) and `KafkaBus` on a real broker (address in `TEST_KAFKA_BROKERS`;
+//! `scripts/kafka.sh` starts one).
 //!
-//! Filter with `cargo test -p infra --test bus local::` or `kafka::`.
+//! Filter with `cargo test -p infra --test bus local::`, `postgres::` or `kafka::`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -457,6 +459,151 @@ mod local {
             assert!((0..3).contains(&d.partition));
             assert_eq!(d.partition, infra::bus::partition_for(&d.message.key, 3));
         }
+    }
+}
+
+mod postgres {
+    use std::sync::Arc;
+
+    use infra::bus::{LocalBus, LocalConfig};
+    use infra::db::Db;
+    use sqlx::Executor;
+
+    use super::*;
+
+    /// A fresh database on the `TEST_DATABASE_URL` server, dropped on drop.
+    struct PgDatabase {
+        server_url: String,
+        name: String,
+    }
+
+    fn server_url() -> String {
+        let url = std::env::var("TEST_DATABASE_URL").unwrap_or_default();
+        assert!(
+            !url.trim().is_empty(),
+            "TEST_DATABASE_URL is not set: start PostgreSQL with `eval \"$(scripts/pg.sh)\"` (as root) and run the tests again"
+        );
+        url
+    }
+
+    /// `url` with its database name replaced by `name`.
+    fn with_database(url: &str, name: &str) -> String {
+        let (base, query) = url
+            .split_once('?')
+            .map_or((url, None), |(b, q)| (b, Some(q)));
+        let after_scheme = base.find("://").map_or(0, |i| i + 3);
+        let host_end = base[after_scheme..]
+            .find('/')
+            .map_or(base.len(), |i| after_scheme + i);
+        let mut out = format!("{}/{name}", &base[..host_end]);
+        if let Some(q) = query {
+            out.push('?');
+            out.push_str(q);
+        }
+        out
+    }
+
+    async fn admin_execute(server_url: &str, sql: &str) {
+        let admin = Db::connect(server_url).await.unwrap_or_else(|e| {
+            panic!("cannot connect to TEST_DATABASE_URL (is the server up? run scripts/pg.sh): {e}")
+        });
+        admin
+            .pool()
+            .execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        admin.pool().close().await;
+    }
+
+    impl Drop for PgDatabase {
+        fn drop(&mut self) {
+            let server_url = self.server_url.clone();
+            let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+            // Own thread and runtime: drop may run inside a runtime.
+            let dropped = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(admin_execute(&server_url, &sql));
+            })
+            .join();
+            if dropped.is_err() {
+                eprintln!("could not drop test database {}", self.name);
+            }
+        }
+    }
+
+    async fn fixture() -> (PgDatabase, Fixture) {
+        let server_url = server_url();
+        let name = format!("bus_test_{}", uuid::Uuid::new_v4().simple());
+        admin_execute(&server_url, &format!("CREATE DATABASE {name}")).await;
+        let url = with_database(&server_url, &name);
+        let db = PgDatabase { server_url, name };
+        let bus = LocalBus::connect(&url, LocalConfig::default())
+            .await
+            .expect("open local bus on postgres");
+        (
+            db,
+            Fixture {
+                bus: Arc::new(bus),
+                recv_secs: 10,
+            },
+        )
+    }
+
+    #[test]
+    fn with_database_replaces_only_the_name() {
+        assert_eq!(
+            with_database("postgres://u:p@127.0.0.1:5432/postgres", "x"),
+            "postgres://u:p@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@h/db?sslmode=disable", "x"),
+            "postgres://u:p@h/x?sslmode=disable"
+        );
+        assert_eq!(with_database("postgres://h:1", "x"), "postgres://h:1/x");
+    }
+
+    #[tokio::test]
+    async fn publish_and_consume() {
+        let (_db, f) = fixture().await;
+        within(30, "publish_and_consume", contract::publish_and_consume(&f)).await;
+    }
+
+    #[tokio::test]
+    async fn per_key_order() {
+        let (_db, f) = fixture().await;
+        within(60, "per_key_order", contract::per_key_order(&f)).await;
+    }
+
+    #[tokio::test]
+    async fn two_groups_each_get_everything() {
+        let (_db, f) = fixture().await;
+        within(
+            30,
+            "two_groups",
+            contract::two_groups_each_get_everything(&f),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn uncommitted_are_redelivered() {
+        let (_db, f) = fixture().await;
+        within(30, "uncommitted", contract::uncommitted_are_redelivered(&f)).await;
+    }
+
+    #[tokio::test]
+    async fn committed_are_not_redelivered() {
+        let (_db, f) = fixture().await;
+        within(30, "committed", contract::committed_are_not_redelivered(&f)).await;
+    }
+
+    #[tokio::test]
+    async fn bad_input_is_refused() {
+        let (_db, f) = fixture().await;
+        within(30, "bad_input", contract::bad_input_is_refused(&f)).await;
     }
 }
 
