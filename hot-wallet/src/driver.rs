@@ -743,6 +743,7 @@ impl HotWalletApi for HotWallet {
             event_id: event_id.0,
             kind: "opened".into(),
             payload: serde_json::json!({
+                "quote": open.quote,
                 "quote_id": open.quote.quote_id,
                 "payout_address": open.payout_address,
                 "refund_address": open.refund_address,

@@ -1,0 +1,271 @@
+//! Embedded mode: the whole engine in one process on SQLite, the durable
+//! in-process bus, a simulated venue and simulated Bitcoin and Ethereum
+//! nodes (served over their real JSON-RPC interfaces on loopback).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use hot_wallet::keys::Keyring;
+use hot_wallet::{HotWalletConfig, HotWalletDeps};
+use infra::bus::{LocalBus, LocalConfig, SharedBus};
+use infra::db::Db;
+use liquidity::LiquidityApi;
+use node_gateway::{BitcoinNodeConfig, EthereumNodeConfig, NodeGateway, NodeGatewayConfig};
+use proto::event::topics;
+use proto::{
+    Amount, AssetId, AssetKind, AssetSpec, Assets, BitcoinNetwork, EthereumNetwork, Network, Pair,
+};
+use simulations::bitcoin::{BitcoinSim, BitcoinSimConfig};
+use simulations::ethereum::{EthereumSim, EthereumSimConfig};
+use state_machine::machine::Policy;
+use state_machine::store::SwapStore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::adapters::{LiquidityExecution, NodeChains};
+
+/// Settings of the embedded engine. `Default` is what `cargo run` uses.
+#[derive(Debug, Clone)]
+pub struct EmbeddedConfig {
+    pub data_dir: PathBuf,
+    pub gateway_listen: SocketAddr,
+    pub bitcoin_rpc_listen: SocketAddr,
+    pub ethereum_rpc_listen: SocketAddr,
+    /// The simulated Bitcoin chain mines a block this often.
+    pub bitcoin_block_interval: Option<Duration>,
+    /// The simulated Ethereum chain mines a block this often (it also mines
+    /// one per transaction).
+    pub ethereum_block_interval: Option<Duration>,
+    /// Node polling interval.
+    pub poll_interval: Duration,
+    /// How long a user has to deposit after accepting.
+    pub deposit_window: Duration,
+    /// ETH the hot wallet starts with on the simulated chain, in wei.
+    pub hot_eth_genesis_wei: u128,
+}
+
+impl Default for EmbeddedConfig {
+    fn default() -> Self {
+        EmbeddedConfig {
+            data_dir: PathBuf::from("data"),
+            gateway_listen: ([127, 0, 0, 1], 8080).into(),
+            bitcoin_rpc_listen: ([127, 0, 0, 1], 18443).into(),
+            ethereum_rpc_listen: ([127, 0, 0, 1], 8545).into(),
+            bitcoin_block_interval: Some(Duration::from_secs(10)),
+            ethereum_block_interval: Some(Duration::from_secs(2)),
+            poll_interval: Duration::from_millis(200),
+            deposit_window: Duration::from_secs(30 * 60),
+            hot_eth_genesis_wei: 10_000 * 10u128.pow(18),
+        }
+    }
+}
+
+/// A running embedded engine.
+#[derive(Debug)]
+pub struct Embedded {
+    pub gateway_addr: SocketAddr,
+    pub bitcoin_rpc_url: String,
+    pub ethereum_rpc_url: String,
+    pub bitcoin: BitcoinSim,
+    pub ethereum: EthereumSim,
+    pub hot_wallet: hot_wallet::HotWallet,
+    pub shutdown: CancellationToken,
+    pub tracker: TaskTracker,
+}
+
+impl Embedded {
+    /// Stops every task and waits for them (signing and broadcasting
+    /// finish; nothing is aborted mid-step).
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.tracker.close();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.tracker.wait()).await;
+    }
+}
+
+pub const BITCOIN: BitcoinNetwork = BitcoinNetwork::Regtest;
+pub const ETHEREUM: EthereumNetwork = EthereumNetwork::Dev;
+
+/// The assets embedded mode trades.
+pub fn assets() -> Assets {
+    Assets::new([
+        AssetSpec {
+            id: AssetId::new("BTC").expect("ticker"),
+            network: Network::Bitcoin(BITCOIN),
+            kind: AssetKind::Native,
+            decimals: 8,
+        },
+        AssetSpec {
+            id: AssetId::new("ETH").expect("ticker"),
+            network: Network::Ethereum(ETHEREUM),
+            kind: AssetKind::Native,
+            decimals: 18,
+        },
+    ])
+}
+
+/// The swap policy of embedded mode (documented in README).
+pub fn policy() -> Policy {
+    Policy {
+        // 1 confirmation below 0.01 BTC-equivalent base units, 2 up to 1 BTC, 3 above.
+        confirmations: vec![
+            (Amount::ZERO, 1),
+            (Amount::from_base_units(1_000_000), 2),
+            (Amount::from_base_units(100_000_000), 3),
+        ],
+        payout_confirmations: 1,
+        underpay_tolerance_bps: 50,
+        overpay_tolerance_bps: 500,
+        dust_threshold: Amount::from_base_units(1_000),
+        mismatch_decision_window_secs: 15 * 60,
+    }
+}
+
+/// Starts the embedded engine.
+pub async fn start(cfg: EmbeddedConfig) -> anyhow::Result<Embedded> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let assets = assets();
+
+    let db_path = cfg.data_dir.join("engine.db");
+    let db = Db::connect(&format!("sqlite:{}", db_path.display()))
+        .await
+        .context("opening the engine database")?;
+    let local = LocalBus::open(db.clone(), LocalConfig::default())
+        .await
+        .context("opening the in-process bus")?;
+    local
+        .ensure_topics(&[
+            (topics::CHAIN_EVENTS, 4),
+            (topics::SWAP_EVENTS, 4),
+            (hot_wallet::SWAP_ACTIONS, 4),
+        ])
+        .await
+        .context("creating bus topics")?;
+    let bus: SharedBus = Arc::new(local);
+    let store = SwapStore::open(db.clone())
+        .await
+        .context("opening the swap store")?;
+
+    let seed_path = cfg.data_dir.join("hot-wallet.seed");
+    let hot_eth = Keyring::load_or_create(&seed_path, BITCOIN)
+        .context("loading the hot wallet's keys")?
+        .eth_signer(0)
+        .context("deriving the hot Ethereum account")?
+        .address();
+
+    let mut btc_cfg = BitcoinSimConfig::new(cfg.data_dir.join("bitcoin"));
+    btc_cfg.rpc_addr = cfg.bitcoin_rpc_listen;
+    btc_cfg.block_interval = cfg.bitcoin_block_interval;
+    let bitcoin = BitcoinSim::start(btc_cfg, shutdown.clone())
+        .await
+        .context("starting the simulated Bitcoin node")?;
+
+    let mut eth_cfg = EthereumSimConfig::new(cfg.data_dir.join("ethereum"));
+    eth_cfg.rpc_addr = cfg.ethereum_rpc_listen;
+    eth_cfg.chain_id = ETHEREUM.chain_id();
+    eth_cfg.block_interval = cfg.ethereum_block_interval;
+    eth_cfg.automine = true;
+    eth_cfg.genesis_alloc = vec![(
+        hot_eth,
+        alloy_primitives::U256::from(cfg.hot_eth_genesis_wei),
+    )];
+    let ethereum = EthereumSim::start(eth_cfg, shutdown.clone())
+        .await
+        .context("starting the simulated Ethereum node")?;
+
+    let nodes = NodeGateway::start(
+        NodeGatewayConfig {
+            bitcoin: Some(BitcoinNodeConfig {
+                network: BITCOIN,
+                rpc_url: bitcoin.rpc_url(),
+                rpc_user: None,
+                rpc_password: None,
+                poll_interval: cfg.poll_interval,
+                max_depth: 6,
+            }),
+            ethereum: Some(EthereumNodeConfig {
+                network: ETHEREUM,
+                rpc_url: ethereum.rpc_url(),
+                poll_interval: cfg.poll_interval,
+                max_depth: 6,
+                eth_asset: AssetId::new("ETH").expect("ticker"),
+            }),
+        },
+        db.clone(),
+        bus.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .context("starting the node gateway")?;
+
+    let liquidity =
+        crate::liquidity::start(&cfg, assets.clone(), &store, shutdown.clone(), &tracker)
+            .await
+            .context("starting liquidity")?;
+
+    let hot_wallet = hot_wallet::start(
+        HotWalletConfig {
+            seed_path,
+            bitcoin_network: BITCOIN,
+            ethereum_network: ETHEREUM,
+            assets: assets.clone(),
+            policy: policy(),
+            deposit_window: cfg.deposit_window,
+            tick_interval: Duration::from_secs(1),
+            eth_max_fee_per_gas_cap: 500_000_000_000,
+        },
+        HotWalletDeps {
+            store: store.clone(),
+            db: db.clone(),
+            bus: bus.clone(),
+            chains: Arc::new(NodeChains(nodes)),
+            execution: Arc::new(LiquidityExecution(liquidity.clone())),
+        },
+        shutdown.clone(),
+        &tracker,
+    )
+    .await
+    .context("starting the hot wallet")?;
+
+    let btc = AssetId::new("BTC").expect("ticker");
+    let eth = AssetId::new("ETH").expect("ticker");
+    let gateway_addr = gateway::run(
+        gateway::GatewayConfig {
+            listen: cfg.gateway_listen,
+            assets,
+            pairs: vec![
+                Pair::new(btc.clone(), eth.clone()).expect("pair"),
+                Pair::new(eth, btc).expect("pair"),
+            ],
+            price_interval: Duration::from_millis(250),
+            instance_id: "gateway-embedded".into(),
+            max_body_bytes: 64 * 1024,
+        },
+        gateway::GatewayDeps {
+            liquidity: liquidity as Arc<dyn LiquidityApi>,
+            hot_wallet: Arc::new(hot_wallet.clone()),
+            bus,
+        },
+        shutdown.clone(),
+        &tracker,
+    )
+    .await
+    .context("starting the gateway")?;
+
+    Ok(Embedded {
+        gateway_addr,
+        bitcoin_rpc_url: bitcoin.rpc_url(),
+        ethereum_rpc_url: ethereum.rpc_url(),
+        bitcoin,
+        ethereum,
+        hot_wallet,
+        shutdown,
+        tracker,
+    })
+}

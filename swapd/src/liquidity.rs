@@ -1,0 +1,129 @@
+//! Liquidity in embedded mode: a simulated venue, the liquidity service,
+//! and the price locks of open swaps restored after a restart.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use liquidity::{Liquidity, LiquidityConfig, LockStatus, PriceLock, SystemClock, VenueFeed};
+use proto::api::Quote;
+use proto::Assets;
+use simulations::venue::{SimVenue, SimVenueConfig};
+use state_machine::machine::{Execution, Swap};
+use state_machine::store::SwapStore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::embedded::EmbeddedConfig;
+
+/// Starts the simulated venue and liquidity, and restores the locks of
+/// every swap still open in `store`.
+pub async fn start(
+    cfg: &EmbeddedConfig,
+    assets: Assets,
+    store: &SwapStore,
+    shutdown: CancellationToken,
+    _tracker: &TaskTracker,
+) -> anyhow::Result<Arc<Liquidity>> {
+    let key = signing_key(cfg)?;
+    let venue = SimVenue::start(SimVenueConfig::new("simvenue", seed()), shutdown.clone());
+    let venues: Vec<Arc<dyn VenueFeed>> = vec![venue];
+    let liquidity = Liquidity::start(
+        LiquidityConfig::dev(assets, &key),
+        venues,
+        Arc::new(SystemClock),
+        shutdown,
+    )
+    .context("starting the liquidity service")?;
+    let locks = open_locks(store).await?;
+    if !locks.is_empty() {
+        tracing::info!(count = locks.len(), "restoring price locks of open swaps");
+    }
+    liquidity.restore(&locks).context("restoring price locks")?;
+    Ok(Arc::new(liquidity))
+}
+
+/// The price locks of the swaps that are still open, rebuilt from the
+/// quote each swap recorded when it was opened.
+async fn open_locks(store: &SwapStore) -> anyhow::Result<Vec<PriceLock>> {
+    let mut locks = Vec::new();
+    for record in store.list_active(100_000).await? {
+        let swap: Swap = serde_json::from_value(record.data.clone())
+            .with_context(|| format!("reading swap {}", record.swap_id))?;
+        if swap.lock_released {
+            continue;
+        }
+        let events = store.events(record.swap_id).await?;
+        let Some(opened) = events.first() else {
+            continue;
+        };
+        let Some(quote) = opened.payload.get("quote") else {
+            continue;
+        };
+        let quote: Quote = serde_json::from_value(quote.clone())
+            .with_context(|| format!("reading the quote of swap {}", record.swap_id))?;
+        let status = match swap.execution {
+            Execution::Honoured => LockStatus::Executed,
+            _ => LockStatus::Locked,
+        };
+        locks.push(PriceLock {
+            quote_id: quote.quote_id,
+            swap_id: swap.terms.swap_id,
+            reserved_asset: quote.to.clone(),
+            reserved: quote.amount_out_base_units,
+            locked_at: swap.created_at,
+            status,
+            quote,
+        });
+    }
+    Ok(locks)
+}
+
+/// The key quotes are signed with: 32 random bytes kept in the data
+/// directory, so quotes stay verifiable across restarts.
+fn signing_key(cfg: &EmbeddedConfig) -> anyhow::Result<String> {
+    let path = cfg.data_dir.join("quote-signing.key");
+    if let Ok(s) = std::fs::read_to_string(&path) {
+        return Ok(s.trim().to_owned());
+    }
+    let mut bytes = [0u8; 32];
+    rand_bytes(&mut bytes);
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    write_private(&path, &hex).with_context(|| format!("writing {}", path.display()))?;
+    Ok(hex)
+}
+
+fn seed() -> u64 {
+    let mut b = [0u8; 8];
+    rand_bytes(&mut b);
+    u64::from_le_bytes(b)
+}
+
+fn rand_bytes(buf: &mut [u8]) {
+    use std::io::Read;
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        if f.read_exact(buf).is_ok() {
+            return;
+        }
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = (nanos >> ((i % 16) * 8)) as u8 ^ (i as u8).wrapping_mul(151);
+    }
+}
+
+fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()
+}
