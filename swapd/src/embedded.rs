@@ -39,6 +39,8 @@ pub struct EmbeddedConfig {
     /// The simulated Ethereum chain mines a block this often (it also mines
     /// one per transaction).
     pub ethereum_block_interval: Option<Duration>,
+    /// Mine an Ethereum block for every transaction.
+    pub ethereum_automine: bool,
     /// Node polling interval.
     pub poll_interval: Duration,
     /// How long a user has to deposit after accepting.
@@ -56,6 +58,7 @@ impl Default for EmbeddedConfig {
             ethereum_rpc_listen: ([127, 0, 0, 1], 8545).into(),
             bitcoin_block_interval: Some(Duration::from_secs(10)),
             ethereum_block_interval: Some(Duration::from_secs(2)),
+            ethereum_automine: true,
             poll_interval: Duration::from_millis(200),
             deposit_window: Duration::from_secs(30 * 60),
             hot_eth_genesis_wei: 10_000 * 10u128.pow(18),
@@ -170,7 +173,7 @@ pub async fn start(cfg: EmbeddedConfig) -> anyhow::Result<Embedded> {
     eth_cfg.rpc_addr = cfg.ethereum_rpc_listen;
     eth_cfg.chain_id = ETHEREUM.chain_id();
     eth_cfg.block_interval = cfg.ethereum_block_interval;
-    eth_cfg.automine = true;
+    eth_cfg.automine = cfg.ethereum_automine;
     eth_cfg.genesis_alloc = vec![(
         hot_eth,
         alloy_primitives::U256::from(cfg.hot_eth_genesis_wei),

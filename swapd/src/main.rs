@@ -48,6 +48,12 @@ struct RunArgs {
     /// Seconds between blocks of the simulated Bitcoin chain (0: only on demand).
     #[arg(long, default_value_t = 10)]
     bitcoin_block_secs: u64,
+    /// Seconds between blocks of the simulated Ethereum chain (0: only on demand).
+    #[arg(long, default_value_t = 2)]
+    ethereum_block_secs: u64,
+    /// Mine an Ethereum block for every transaction, like anvil's default.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    ethereum_automine: bool,
 }
 
 #[derive(Debug, clap::Args)]
