@@ -25,7 +25,7 @@ use tokio::sync::watch;
 
 use super::{partition_for, validate_group, validate_partitions, validate_topic};
 use super::{BusError, Delivery, EventBus, Message, Subscription};
-use crate::db::{now_ms, Db, Migrations};
+use crate::db::{now_ms, Backend, Db, Migrations};
 
 fn migrations_postgres() -> Migrator {
     sqlx::migrate!("migrations/postgres")
@@ -75,6 +75,12 @@ struct Inner {
     config: LocalConfig,
     /// Bumped after every publish; subscribers wait on it.
     published: watch::Sender<u64>,
+    /// On SQLite, held by every write of this bus: SQLite has one writer at
+    /// a time, and writers queued in-process are far faster than writers
+    /// retrying on `SQLITE_BUSY` (eight concurrent publishers went from
+    /// about 460 to several thousand messages a second). `None` on
+    /// PostgreSQL, where the head row lock orders publishers per partition.
+    write_lock: Option<tokio::sync::Mutex<()>>,
     /// Partition counts already read from `bus_topics`.
     partitions: Mutex<HashMap<String, i32>>,
 }
@@ -85,12 +91,14 @@ impl LocalBus {
         validate_partitions("(default)", config.default_partitions)?;
         db.migrate(&MIGRATIONS).await?;
         let (published, _) = watch::channel(0);
+        let write_lock = (db.backend() == Backend::Sqlite).then(|| tokio::sync::Mutex::new(()));
         Ok(Self {
             inner: Arc::new(Inner {
                 db,
                 config,
                 published,
                 partitions: Mutex::new(HashMap::new()),
+                write_lock,
             }),
         })
     }
@@ -141,12 +149,14 @@ impl Inner {
             return Ok(n);
         }
         let pool = self.db.pool();
+        let writing = self.lock_writes().await;
         sqlx::query("INSERT INTO bus_topics (topic, partitions, created_at_ms) VALUES ($1, $2, $3) ON CONFLICT (topic) DO NOTHING")
             .bind(topic)
             .bind(if_new)
             .bind(now_ms())
             .execute(pool)
             .await?;
+        drop(writing);
         let n: i32 = sqlx::query("SELECT partitions FROM bus_topics WHERE topic = $1")
             .bind(topic)
             .fetch_one(pool)
@@ -162,6 +172,13 @@ impl Inner {
             .unwrap_or_else(|e| e.into_inner())
             .insert(topic.to_owned(), n);
         Ok(n)
+    }
+
+    async fn lock_writes(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match &self.write_lock {
+            Some(lock) => Some(lock.lock().await),
+            None => None,
+        }
     }
 
     fn cached_partitions(&self, topic: &str) -> Option<i32> {
@@ -183,6 +200,7 @@ impl EventBus for LocalBus {
             .topic_partitions(topic, inner.config.default_partitions)
             .await?;
         let partition = partition_for(&message.key, partitions);
+        let _writing = inner.lock_writes().await;
         let mut tx = inner.db.pool().begin().await?;
         // The upsert locks the head row, so concurrent publishers to one
         // partition take offsets one after the other and commit in that order.
@@ -355,6 +373,7 @@ impl Subscription for LocalSubscription {
                 partition: delivery.partition,
             });
         }
+        let _writing = self.inner.lock_writes().await;
         sqlx::query(
             "INSERT INTO bus_offsets (group_name, topic, partition_no, next_offset, updated_at_ms) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (group_name, topic, partition_no) DO UPDATE SET next_offset = excluded.next_offset, updated_at_ms = excluded.updated_at_ms",
