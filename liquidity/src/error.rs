@@ -28,13 +28,13 @@ pub enum LiquidityError {
     #[error("amount {amount} {asset} is below the minimum of {min} {asset}")]
     AmountTooSmall {
         asset: AssetId,
-        amount: Decimal,
+        amount: String,
         min: Decimal,
     },
     #[error("amount {amount} {asset} is above the maximum of {max} {asset}")]
     AmountTooLarge {
         asset: AssetId,
-        amount: Decimal,
+        amount: String,
         max: Decimal,
     },
     #[error(

@@ -283,28 +283,38 @@ fn check_limits(asset: &AssetId, p: &AssetPolicy, amount: Decimal) -> Result<(),
     if amount < p.min_amount {
         return Err(LiquidityError::AmountTooSmall {
             asset: asset.clone(),
-            amount: amount.normalize(),
+            amount: amount.normalize().to_string(),
             min: p.min_amount.normalize(),
         });
     }
     if amount > p.max_amount {
         return Err(LiquidityError::AmountTooLarge {
             asset: asset.clone(),
-            amount: amount.normalize(),
+            amount: amount.normalize().to_string(),
             max: p.max_amount.normalize(),
         });
     }
     Ok(())
 }
 
-fn to_decimal(amount: Amount, spec: &AssetSpec) -> Result<Decimal, LiquidityError> {
-    amount
-        .to_decimal(spec.decimals)
-        .map_err(|e| LiquidityError::InvalidAmount {
+/// An amount as a decimal; one too large for a decimal is above any limit.
+fn to_decimal(
+    amount: Amount,
+    spec: &AssetSpec,
+    limits: Option<&AssetPolicy>,
+) -> Result<Decimal, LiquidityError> {
+    amount.to_decimal(spec.decimals).map_err(|e| match limits {
+        Some(p) => LiquidityError::AmountTooLarge {
+            asset: spec.id.clone(),
+            amount: amount.to_decimal_string(spec.decimals),
+            max: p.max_amount.normalize(),
+        },
+        None => LiquidityError::InvalidAmount {
             asset: spec.id.to_string(),
             input: amount.to_decimal_string(spec.decimals),
             reason: e.to_string(),
-        })
+        },
+    })
 }
 
 /// The inventory skew of a swap that brings `from` in and sends `to` out,
@@ -358,7 +368,7 @@ pub fn price(
             "fees, spread and skew take the whole amount; check the configuration".into(),
         ));
     }
-    let network_fee = to_decimal(to_policy.network_fee, req.to)?;
+    let network_fee = to_decimal(to_policy.network_fee, req.to, None)?;
     let mut notional_usd = None;
     let note_usd = |asset: &AssetId, value: Decimal, n: &mut Option<Decimal>| {
         if *asset == cfg.usd && n.is_none() {
@@ -368,7 +378,7 @@ pub fn price(
 
     let (in_exact, out_exact, rate) = match req.side {
         AmountSide::From => {
-            let in_exact = bounded(to_decimal(req.amount, req.from)?, from)?;
+            let in_exact = bounded(to_decimal(req.amount, req.from, Some(from_policy))?, from)?;
             check_limits(from, from_policy, in_exact)?;
             if in_exact.is_zero() {
                 return Err(zero_amount(req.from));
@@ -390,7 +400,7 @@ pub fn price(
             (in_exact, out, gross / in_exact)
         }
         AmountSide::To => {
-            let out_exact = bounded(to_decimal(req.amount, req.to)?, to)?;
+            let out_exact = bounded(to_decimal(req.amount, req.to, Some(to_policy))?, to)?;
             check_limits(to, to_policy, out_exact)?;
             if out_exact.is_zero() {
                 return Err(zero_amount(req.to));
@@ -429,8 +439,16 @@ pub fn price(
     };
     // The side the client did not fix must be within its limits too.
     match req.side {
-        AmountSide::From => check_limits(to, to_policy, to_decimal(amount_out, req.to)?)?,
-        AmountSide::To => check_limits(from, from_policy, to_decimal(amount_in, req.from)?)?,
+        AmountSide::From => check_limits(
+            to,
+            to_policy,
+            to_decimal(amount_out, req.to, Some(to_policy))?,
+        )?,
+        AmountSide::To => check_limits(
+            from,
+            from_policy,
+            to_decimal(amount_in, req.from, Some(from_policy))?,
+        )?,
     }
     if notional_usd.is_none() {
         // A direct market with no USD leg: value it by a USD mid if known.
@@ -483,8 +501,8 @@ fn all_in_price(
     amount_out: Amount,
     req: &PriceRequest<'_>,
 ) -> Result<Price, LiquidityError> {
-    let i = to_decimal(amount_in, req.from)?;
-    let o = to_decimal(amount_out, req.to)?;
+    let i = to_decimal(amount_in, req.from, None)?;
+    let o = to_decimal(amount_out, req.to, None)?;
     if i.is_zero() {
         return Ok(Price(Decimal::ZERO));
     }
