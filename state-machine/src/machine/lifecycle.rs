@@ -1019,60 +1019,40 @@ impl Ctx<'_> {
     ) {
         let needed = self.swap.terms.policy.payment_confirmations();
         let swap_refund_id = self.swap.swap_refund_id();
-        let matches = |p: &Payment| {
-            p.txid.as_deref() == Some(txid) || p.replaced_txids.iter().any(|t| t == txid)
-        };
-        let payment = match &mut self.swap.payout {
-            Some(p) if matches(p) => p,
-            _ => match self.swap.refunds.values_mut().find(|p| matches(p)) {
-                Some(p) => p,
-                None => return,
-            },
-        };
-        let current = payment.txid.as_deref() == Some(txid);
-        let mut retry = false;
-        match status {
-            TxStatus::Confirmed { depth, .. } => {
-                if !current {
-                    if let Some(old) = payment.txid.take() {
-                        payment.replaced_txids.push(old);
+        // One transaction may settle several payments (a batch).
+        let mut touched: Vec<(PaymentOrder, PaymentStatus, bool)> = Vec::new();
+        let payments = self
+            .swap
+            .payout
+            .iter_mut()
+            .chain(self.swap.refunds.values_mut());
+        for payment in payments {
+            let current = payment.txid.as_deref() == Some(txid);
+            if !current && !payment.replaced_txids.iter().any(|t| t == txid) {
+                continue;
+            }
+            let retry = observe_one(payment, txid, status, current, needed);
+            touched.push((payment.order.clone(), payment.status, retry));
+        }
+        for (order, payment_status, retry) in touched {
+            let id = order.payment_id.clone();
+            if order.kind == PaymentKind::Refund {
+                let confirmed = payment_status == PaymentStatus::Confirmed;
+                for d in self.swap.deposits.values_mut() {
+                    if d.refund_payment_id.as_deref() != Some(id.as_str()) {
+                        continue;
                     }
-                    payment.replaced_txids.retain(|t| t != txid);
-                    payment.txid = Some(txid.to_owned());
-                }
-                payment.confirmations = *depth;
-                payment.status = if *depth >= needed {
-                    PaymentStatus::Confirmed
-                } else {
-                    PaymentStatus::Broadcast
-                };
-            }
-            TxStatus::Seen | TxStatus::Unconfirmed { .. } if current => {
-                payment.confirmations = 0;
-                payment.status = PaymentStatus::Broadcast;
-            }
-            TxStatus::Dropped { .. } if current => {
-                payment.txid = None;
-                payment.replaced_txids.push(txid.to_owned());
-                payment.confirmations = 0;
-                payment.status = PaymentStatus::Pending;
-                retry = true;
-            }
-            _ => {}
-        }
-        let order = payment.order.clone();
-        let confirmed = payment.status == PaymentStatus::Confirmed;
-        let id = order.payment_id.clone();
-        if confirmed && order.kind == PaymentKind::Refund {
-            for d in self.swap.deposits.values_mut() {
-                if d.refund_payment_id.as_deref() == Some(id.as_str())
-                    && d.disposition == Disposition::Refund
-                {
-                    d.disposition = Disposition::Refunded;
+                    match d.disposition {
+                        Disposition::Refund if confirmed => d.disposition = Disposition::Refunded,
+                        // The refund was reorganised out: owed again.
+                        Disposition::Refunded if !confirmed => d.disposition = Disposition::Refund,
+                        _ => {}
+                    }
                 }
             }
-        }
-        if retry {
+            if !retry {
+                continue;
+            }
             let wanted = match order.kind {
                 PaymentKind::Payout => retry_payout,
                 PaymentKind::Refund if id == swap_refund_id => retry_swap_refund,
@@ -1085,7 +1065,7 @@ impl Ctx<'_> {
                 self.actions.push(Action::Pay(order));
             } else {
                 self.swap.reason = Some(format!(
-                    "payment {id} was dropped and is not retried in state {}; an operator must check it",
+                    "payment {id} was dropped and is not retried while the swap is {}; an operator must check it",
                     self.current.name()
                 ));
             }
@@ -1299,6 +1279,48 @@ impl Ctx<'_> {
                 Ok(Transition(State::failed()))
             }
         }
+    }
+}
+
+/// Records an observation of one of `payment`'s transactions; returns
+/// whether the payment must be asked for again (its transaction dropped).
+fn observe_one(
+    payment: &mut Payment,
+    txid: &str,
+    status: &TxStatus,
+    current: bool,
+    needed: u64,
+) -> bool {
+    match status {
+        TxStatus::Confirmed { depth, .. } => {
+            if !current {
+                if let Some(old) = payment.txid.take() {
+                    payment.replaced_txids.push(old);
+                }
+                payment.replaced_txids.retain(|t| t != txid);
+                payment.txid = Some(txid.to_owned());
+            }
+            payment.confirmations = *depth;
+            payment.status = if *depth >= needed {
+                PaymentStatus::Confirmed
+            } else {
+                PaymentStatus::Broadcast
+            };
+            false
+        }
+        TxStatus::Seen | TxStatus::Unconfirmed { .. } if current => {
+            payment.confirmations = 0;
+            payment.status = PaymentStatus::Broadcast;
+            false
+        }
+        TxStatus::Dropped { .. } if current => {
+            payment.txid = None;
+            payment.replaced_txids.push(txid.to_owned());
+            payment.confirmations = 0;
+            payment.status = PaymentStatus::Pending;
+            true
+        }
+        _ => false,
     }
 }
 
