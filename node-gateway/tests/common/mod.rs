@@ -1,0 +1,217 @@
+//! Shared setup of the node gateway's integration tests: a simulated
+//! bitcoind, a LocalBus on a temporary SQLite database, and a reader of the
+//! chain-events topic that deduplicates by event id like a consumer.
+
+#![allow(dead_code)]
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::bail;
+use infra::bus::{LocalBus, LocalConfig, SharedBus, Subscription};
+use infra::db::Db;
+use node_gateway::{BitcoinNodeConfig, NodeGateway, NodeGatewayConfig};
+use proto::event::{topics, ChainEvent, Envelope, TxStatus};
+use proto::{BitcoinNetwork, Network};
+use simulations::bitcoin::{BitcoinSim, BitcoinSimConfig};
+use tokio_util::sync::CancellationToken;
+
+pub const NET: Network = Network::Bitcoin(BitcoinNetwork::Regtest);
+pub const USER: &str = "engine";
+pub const PASSWORD: &str = "s3cret";
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub sim: BitcoinSim,
+    pub sim_stop: CancellationToken,
+    pub db: Db,
+    pub bus: SharedBus,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.sim_stop.cancel();
+    }
+}
+
+pub async fn env() -> anyhow::Result<Env> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let dir = tempfile::tempdir()?;
+    let mut cfg = BitcoinSimConfig::new(dir.path().join("bitcoind"));
+    cfg.rpc_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    cfg.rpc_user = Some(USER.into());
+    cfg.rpc_password = Some(PASSWORD.into());
+    let sim_stop = CancellationToken::new();
+    let sim = BitcoinSim::start(cfg, sim_stop.clone()).await?;
+    let url = format!("sqlite:{}", dir.path().join("engine.db").display());
+    let db = Db::connect(&url).await?;
+    let bus = LocalBus::open(
+        db.clone(),
+        LocalConfig {
+            poll_interval: Duration::from_millis(20),
+            ..LocalConfig::default()
+        },
+    )
+    .await?;
+    Ok(Env {
+        dir,
+        sim,
+        sim_stop,
+        db,
+        bus: Arc::new(bus),
+    })
+}
+
+pub fn config(sim: &BitcoinSim, max_depth: u64) -> NodeGatewayConfig {
+    NodeGatewayConfig {
+        bitcoin: Some(BitcoinNodeConfig {
+            network: BitcoinNetwork::Regtest,
+            rpc_url: sim.rpc_url(),
+            rpc_user: Some(USER.into()),
+            rpc_password: Some(PASSWORD.into()),
+            poll_interval: Duration::from_millis(30),
+            max_depth,
+        }),
+        ethereum: None,
+    }
+}
+
+/// Starts a gateway and waits until it has followed the node's tip.
+pub async fn start_gateway(
+    env: &Env,
+    max_depth: u64,
+) -> anyhow::Result<(NodeGateway, CancellationToken)> {
+    let stop = CancellationToken::new();
+    let gw = NodeGateway::start(
+        config(&env.sim, max_depth),
+        env.db.clone(),
+        env.bus.clone(),
+        stop.clone(),
+    )
+    .await?;
+    let (height, hash) = env.sim.tip().await;
+    wait_for(|| {
+        gw.tip(NET)
+            .is_some_and(|t| t.height == u64::from(height) && t.hash == hash.to_string())
+    })
+    .await?;
+    Ok((gw, stop))
+}
+
+pub async fn wait_for(mut cond: impl FnMut() -> bool) -> anyhow::Result<()> {
+    for _ in 0..500 {
+        if cond() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bail!("condition not met within 10 s")
+}
+
+/// Reads `chain-events` as one consumer group, skipping duplicates and
+/// keeping everything read. Order holds only among events of one key (one
+/// partition), so waits search everything received so far.
+pub struct Events {
+    sub: Box<dyn Subscription>,
+    ids: HashSet<String>,
+    pub all: Vec<ChainEvent>,
+}
+
+impl Events {
+    pub async fn open(bus: &SharedBus, group: &str) -> anyhow::Result<Self> {
+        Ok(Events {
+            sub: bus.subscribe(topics::CHAIN_EVENTS, group).await?,
+            ids: HashSet::new(),
+            all: Vec::new(),
+        })
+    }
+
+    /// Reads the next new event into [`Events::all`]; `false` after `wait`
+    /// without one.
+    async fn read(&mut self, wait: Duration) -> anyhow::Result<bool> {
+        loop {
+            let Ok(d) = tokio::time::timeout(wait, self.sub.next()).await else {
+                return Ok(false);
+            };
+            let d = d?;
+            self.sub.commit(&d).await?;
+            let env: Envelope<ChainEvent> = serde_json::from_slice(&d.message.payload)?;
+            assert_eq!(
+                d.message.id,
+                env.id.to_string(),
+                "message id is the event id"
+            );
+            assert_eq!(env.id, env.payload.event_id());
+            assert_eq!(d.message.key, env.key);
+            if self.ids.insert(d.message.id.clone()) {
+                self.all.push(env.payload);
+                return Ok(true);
+            }
+        }
+    }
+
+    /// The first event received that `want` accepts, reading up to 10 s more.
+    pub async fn wait(
+        &mut self,
+        what: &str,
+        want: impl Fn(&ChainEvent) -> bool,
+    ) -> anyhow::Result<ChainEvent> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(e) = self.all.iter().find(|e| want(e)) {
+                return Ok(e.clone());
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() || !self.read(left).await? {
+                bail!("no event {what} within 10 s; received: {:#?}", self.all);
+            }
+        }
+    }
+
+    /// Reads whatever arrives within `quiet` of the last event.
+    pub async fn drain(&mut self, quiet: Duration) -> anyhow::Result<()> {
+        while self.read(quiet).await? {}
+        Ok(())
+    }
+
+    /// The statuses of the output events of `txid`, in publish order.
+    pub fn output_statuses(&self, txid: &str) -> Vec<TxStatus> {
+        self.all
+            .iter()
+            .filter_map(|e| output_status(e, txid))
+            .cloned()
+            .collect()
+    }
+}
+
+/// The status of an output event for `txid`, else `None`.
+pub fn output_status<'a>(e: &'a ChainEvent, txid: &str) -> Option<&'a TxStatus> {
+    match e {
+        ChainEvent::Output {
+            txid: t, status, ..
+        } if t == txid => Some(status),
+        _ => None,
+    }
+}
+
+pub fn tx_status<'a>(e: &'a ChainEvent, txid: &str) -> Option<&'a TxStatus> {
+    match e {
+        ChainEvent::Transaction {
+            txid: t, status, ..
+        } if t == txid => Some(status),
+        _ => None,
+    }
+}
+
+pub fn confirmed_at(s: Option<&TxStatus>, hash: &str, want_depth: u64) -> bool {
+    matches!(s, Some(TxStatus::Confirmed { block_hash, depth, .. }) if block_hash == hash && *depth == want_depth)
+}
+
+pub fn is_connected(e: &ChainEvent, hash: &str) -> bool {
+    matches!(e, ChainEvent::BlockConnected { hash: h, .. } if h == hash)
+}
