@@ -511,3 +511,127 @@ fn swap_survives_a_json_round_trip_in_every_shape() {
     let t = step(&back, SwapInput::Tick, at(10 + WINDOW_SECS));
     assert_eq!(t.swap.status(), SwapStatus::RefundRequired);
 }
+
+#[test]
+fn stale_chain_events_do_not_undo_newer_ones() {
+    let (swap, actions) = run(
+        &open(None),
+        vec![
+            (10, deposit("d1", DEPOSIT, confirmed(2))),
+            (20, SwapInput::Executed),
+        ],
+    );
+    assert_eq!(
+        describe_all(&actions),
+        "execute(1000000) pay(payout,2000000)"
+    );
+    // Depth 1 in the same block arrives late: older news, not a reorg.
+    let t = step(
+        &swap,
+        deposit("d1", DEPOSIT, confirmed_in("block-a", 1)),
+        at(30),
+    );
+    assert!(!t.changed);
+    // A reorganisation of some other block than the one d1 is in: old news.
+    let t = step(
+        &swap,
+        deposit(
+            "d1",
+            DEPOSIT,
+            TxStatus::Unconfirmed {
+                block_hash: "elsewhere".to_owned(),
+            },
+        ),
+        at(30),
+    );
+    assert!(!t.changed);
+    // The block d1 is in, reorganised away: review.
+    let t = step(
+        &swap,
+        deposit(
+            "d1",
+            DEPOSIT,
+            TxStatus::Unconfirmed {
+                block_hash: "block-a".to_owned(),
+            },
+        ),
+        at(30),
+    );
+    assert_eq!(t.swap.status(), SwapStatus::ManualReview);
+    // Confirmed in another block at a smaller depth (a reorg without notice): review too.
+    let t = step(
+        &swap,
+        deposit("d1", DEPOSIT, confirmed_in("other", 1)),
+        at(30),
+    );
+    assert_eq!(t.swap.status(), SwapStatus::ManualReview);
+
+    // The payout's confirmations do not go back on a late, shallower report.
+    let (swap, _) = run(
+        &swap,
+        vec![
+            (40, broadcast(&payout_id(), "p1")),
+            (50, observed("p1", confirmed(2))),
+        ],
+    );
+    let t = step(&swap, observed("p1", confirmed(1)), at(60));
+    assert!(!t.changed);
+    let t = step(&swap, observed("p1", confirmed(3)), at(60));
+    assert_eq!(t.swap.status(), SwapStatus::Completed);
+}
+
+#[test]
+fn extra_deposit_while_paying_out_waits_for_an_address() {
+    let (swap, actions) = run(
+        &open(None),
+        vec![
+            (10, deposit("d1", DEPOSIT, confirmed(2))),
+            (20, SwapInput::Executed),
+            (30, deposit("d2", 500_000, confirmed(2))),
+        ],
+    );
+    assert_eq!(
+        describe_all(&actions),
+        "execute(1000000) pay(payout,2000000)"
+    );
+    assert_eq!(
+        swap.status(),
+        SwapStatus::PayoutPending,
+        "the payout goes on"
+    );
+    assert_eq!(disposition(&swap, "d2"), Disposition::Refund);
+    assert!(swap.reason.as_deref().unwrap().contains("refund address"));
+    // The swap completes; the owed deposit waits in review for an address.
+    let (done, _) = run(
+        &swap,
+        vec![
+            (40, broadcast(&payout_id(), "p1")),
+            (50, observed("p1", confirmed(3))),
+        ],
+    );
+    assert_eq!(done.status(), SwapStatus::Completed);
+    assert_eq!(disposition(&done, "d2"), Disposition::Review);
+    let t = step(&done, refund_address(), at(60));
+    assert_eq!(describe_all(&t.actions), "pay(refund/d2:0,500000)");
+    assert_eq!(t.swap.status(), SwapStatus::Completed);
+}
+
+#[test]
+fn refund_address_for_an_unconfirmed_late_deposit_is_accepted() {
+    let (swap, _) = run(
+        &open(None),
+        vec![
+            (DEADLINE_SECS, SwapInput::Tick),
+            (DEADLINE_SECS + 1, deposit("late", DEPOSIT, TxStatus::Seen)),
+        ],
+    );
+    assert_eq!(swap.status(), SwapStatus::Expired);
+    let t = step(&swap, refund_address(), at(DEADLINE_SECS + 2));
+    assert!(t.actions.is_empty(), "not confirmed yet");
+    let t = step(
+        &t.swap,
+        deposit("late", DEPOSIT, confirmed(2)),
+        at(DEADLINE_SECS + 3),
+    );
+    assert_eq!(describe_all(&t.actions), "pay(refund/late:0,1000000)");
+}

@@ -129,6 +129,30 @@ fn is_lost(d: &Deposit, required: u32) -> bool {
     ) || d.confirmations < u64::from(required)
 }
 
+/// Whether `observed` is older news than `recorded` (events can arrive out of
+/// order): a smaller depth in the same block, or the reorganisation of a
+/// block other than the one the output is now confirmed in.
+fn is_stale(recorded: &TxStatus, observed: &TxStatus) -> bool {
+    match (recorded, observed) {
+        (
+            TxStatus::Confirmed {
+                block_hash: a,
+                depth: recorded_depth,
+                ..
+            },
+            TxStatus::Confirmed {
+                block_hash: b,
+                depth,
+                ..
+            },
+        ) => a == b && depth < recorded_depth,
+        (TxStatus::Confirmed { block_hash: a, .. }, TxStatus::Unconfirmed { block_hash: b }) => {
+            a != b
+        }
+        _ => false,
+    }
+}
+
 fn is_dropped(status: &TxStatus) -> bool {
     matches!(status, TxStatus::Dropped { .. })
 }
@@ -598,7 +622,7 @@ impl Ctx<'_> {
                         observed: amount,
                     });
                 }
-                if d.status == *status {
+                if d.status == *status || is_stale(&d.status, status) {
                     return Ok(Observed::Duplicate);
                 }
                 d.status = status.clone();
@@ -733,6 +757,9 @@ impl Ctx<'_> {
                     Disposition::Refund
                 };
                 self.set_disposition(key, disposition);
+                self.swap.reason = Some(format!(
+                    "deposit {key} came after the swap stopped taking deposits and will be refunded once a refund address is given"
+                ));
             }
         }
     }
@@ -1108,7 +1135,12 @@ impl Ctx<'_> {
             })
             .map(|(k, _)| k.clone())
             .collect();
-        if self.terminal() && waiting.is_empty() {
+        let pending = self
+            .swap
+            .deposits
+            .values()
+            .any(|d| d.extra && d.disposition == Disposition::Pending);
+        if self.terminal() && waiting.is_empty() && !pending {
             return Err(Rejected::RefundAddressNotNeeded {
                 state: self.current.name(),
             });
@@ -1292,6 +1324,9 @@ fn observe_one(
     needed: u64,
 ) -> bool {
     match status {
+        // Older news: the node gateway reports a reorganisation (Unconfirmed)
+        // before a shallower confirmation.
+        TxStatus::Confirmed { depth, .. } if current && *depth < payment.confirmations => false,
         TxStatus::Confirmed { depth, .. } => {
             if !current {
                 if let Some(old) = payment.txid.take() {

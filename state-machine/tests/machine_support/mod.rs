@@ -83,17 +83,23 @@ pub fn open(refund_address: Option<&str>) -> Swap {
     swap
 }
 
+/// In block `block-a` (height 100), `depth` deep.
 pub fn confirmed(depth: u64) -> TxStatus {
+    confirmed_in("block-a", depth)
+}
+
+pub fn confirmed_in(block_hash: &str, depth: u64) -> TxStatus {
     TxStatus::Confirmed {
-        block_height: 100 + depth,
-        block_hash: format!("block-{depth}"),
+        block_height: 100,
+        block_hash: block_hash.to_owned(),
         depth,
     }
 }
 
+/// Reorganised out of `block-a`, the block [`confirmed`] puts outputs in.
 pub fn unconfirmed() -> TxStatus {
     TxStatus::Unconfirmed {
-        block_hash: "block-1".to_owned(),
+        block_hash: "block-a".to_owned(),
     }
 }
 
