@@ -10,6 +10,11 @@ use rust_decimal::Decimal;
 use crate::error::LiquidityError;
 use crate::venue::{Book, Level};
 
+/// The largest price or size a level may have (whole units). Anything
+/// beyond is a venue's bad data; keeping it out keeps the exact arithmetic
+/// of pricing far from the limits of `Decimal`.
+pub const MAX_LEVEL_VALUE: Decimal = Decimal::from_parts(3_567_587_328, 232, 0, false, 0);
+
 /// Levels of one market across venues: `bids` best (highest) first, `asks`
 /// best (lowest) first, sizes summed where prices meet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,9 +73,13 @@ pub fn aggregate<'a>(
         let mut used = false;
         for (side, levels) in [(&mut bids, &book.bids), (&mut asks, &book.asks)] {
             for l in levels.iter() {
-                if l.price > Decimal::ZERO && l.size > Decimal::ZERO {
-                    *side.entry(l.price).or_default() += l.size;
+                let sane = |v: Decimal| v > Decimal::ZERO && v <= MAX_LEVEL_VALUE;
+                if sane(l.price) && sane(l.size) {
+                    let total = side.entry(l.price).or_default();
+                    *total = total.saturating_add(l.size).min(MAX_LEVEL_VALUE);
                     used = true;
+                } else {
+                    tracing::warn!(venue = %book.venue, %market, price = %l.price, size = %l.size, "level out of range left out");
                 }
             }
         }

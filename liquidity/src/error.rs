@@ -84,6 +84,8 @@ pub enum LiquidityError {
     BadSignature(QuoteId),
     #[error("trading is halted: {reason}")]
     TradingHalted { reason: String },
+    #[error("invalid liquidity configuration: {0}")]
+    Config(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -107,7 +109,7 @@ impl LiquidityError {
             E::QuoteExpired { .. } => ErrorCode::QuoteExpired,
             E::QuoteAlreadyUsed { .. } => ErrorCode::QuoteAlreadyUsed,
             E::TradingHalted { .. } => ErrorCode::TradingHalted,
-            E::Internal(_) => ErrorCode::Internal,
+            E::Config(_) | E::Internal(_) => ErrorCode::Internal,
         }
     }
 

@@ -29,10 +29,10 @@ impl QuoteSigner {
     /// A signer from the key's hex; at least 16 bytes.
     pub fn from_hex(key_hex: &str) -> Result<Self, LiquidityError> {
         let key = hex::decode(key_hex.trim()).map_err(|e| {
-            LiquidityError::BadRequest(format!("the quote signing key is not hex: {e}"))
+            LiquidityError::Config(format!("the quote signing key is not hex: {e}"))
         })?;
         if key.len() < 16 {
-            return Err(LiquidityError::BadRequest(format!(
+            return Err(LiquidityError::Config(format!(
                 "the quote signing key has {} bytes; at least 16 are needed",
                 key.len()
             )));

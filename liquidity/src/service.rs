@@ -37,6 +37,8 @@ struct Inner {
     feeds: BTreeMap<Pair, Vec<(String, BookReceiver)>>,
     venues: Vec<Arc<dyn VenueFeed>>,
     state: Mutex<State>,
+    /// Every lock executed, for whoever hedges and keeps P&L.
+    executions: tokio::sync::broadcast::Sender<PriceLock>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -60,7 +62,7 @@ struct State {
 }
 
 fn config_error(msg: String) -> LiquidityError {
-    LiquidityError::BadRequest(format!("invalid liquidity configuration: {msg}"))
+    LiquidityError::Config(msg)
 }
 
 fn validate(cfg: &LiquidityConfig) -> Result<(), LiquidityError> {
@@ -149,6 +151,7 @@ impl Liquidity {
                 feeds,
                 venues,
                 state: Mutex::new(state),
+                executions: tokio::sync::broadcast::channel(1024).0,
             }),
         };
         liquidity.check_risk();
@@ -302,6 +305,13 @@ impl Liquidity {
         Ok(())
     }
 
+    /// Locks as they are executed (the deposit arrived, the price was
+    /// honoured): where hedging and P&L plug in. A slow receiver misses
+    /// executions (`Lagged`), it never slows the engine.
+    pub fn subscribe_executions(&self) -> tokio::sync::broadcast::Receiver<PriceLock> {
+        self.inner.executions.subscribe()
+    }
+
     /// Checks a quote's signature against this engine's key.
     pub fn verify(&self, quote: &Quote) -> Result<(), LiquidityError> {
         self.inner.signer.verify(quote)
@@ -431,6 +441,8 @@ impl LiquidityApi for Liquidity {
         *st.exposure.entry(q.from.clone()).or_default() += inn;
         *st.exposure.entry(q.to.clone()).or_default() -= out;
         tracing::info!(swap_id = %lock.swap_id, "price lock executed");
+        // No receiver is fine: nothing hedges yet.
+        let _ = self.inner.executions.send(lock);
         Ok(())
     }
 

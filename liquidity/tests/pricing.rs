@@ -492,3 +492,19 @@ fn aggregation_merges_levels_across_venues() {
     assert!(agg.bids.windows(2).all(|w| w[0].price > w[1].price));
     assert!(agg.asks.windows(2).all(|w| w[0].price < w[1].price));
 }
+
+#[test]
+fn absurd_venue_levels_are_left_out_not_a_panic() {
+    let mut b = book("v", "BTC/USD", "90000", 3, "1", t0());
+    b.bids.push(Level::new(d("80000"), d("1e20")));
+    b.asks.push(Level::new(d("1e27"), d("5")));
+    let agg = aggregate(&pair("BTC/USD"), [&b], t0(), chrono::Duration::seconds(10)).unwrap();
+    assert_eq!(agg.bids.len(), 3);
+    assert_eq!(agg.asks.len(), 3);
+    let cfg = open_config();
+    let books = books_from(vec![b, usd_books("v", t0()).pop().unwrap()]);
+    // 1 + 2 + 3 BTC of sane bids: 100 BTC is refused, not filled by the
+    // absurd level.
+    let err = run(&cfg, &books, "BTC", "USDC", "100", AmountSide::From).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::InsufficientLiquidity, "{err}");
+}

@@ -402,6 +402,7 @@ async fn execute_spends_inventory_once_and_restore_rebuilds_reservations() {
         start_inv.base_units() - out1 - out2
     );
 
+    let mut executions = s.liq.subscribe_executions();
     s.liq
         .execute(q1.quote_id, q1.amount_in_base_units)
         .await
@@ -410,6 +411,12 @@ async fn execute_spends_inventory_once_and_restore_rebuilds_reservations() {
         .execute(q1.quote_id, q1.amount_in_base_units)
         .await
         .unwrap();
+    let executed = executions.try_recv().unwrap();
+    assert_eq!(
+        (executed.quote_id, executed.status),
+        (q1.quote_id, LockStatus::Executed)
+    );
+    assert!(executions.try_recv().is_err(), "executed twice");
     assert_eq!(
         s.liq.available_inventory(&btc).base_units(),
         start_inv.base_units() - out1 - out2
@@ -526,4 +533,27 @@ fn every_error_has_its_code() {
         assert_eq!(e.code(), code);
         assert_eq!(e.to_api_error().message, e.to_string());
     }
+}
+
+#[tokio::test]
+async fn a_bad_configuration_is_refused_at_start() {
+    let try_start = |cfg: LiquidityConfig| {
+        Liquidity::start(
+            cfg,
+            vec![],
+            Arc::new(ManualClock::new(t0())) as Arc<dyn Clock>,
+            CancellationToken::new(),
+        )
+        .unwrap_err()
+        .to_string()
+    };
+    let mut short_key = config();
+    short_key.signing_key_hex = "abcd".into();
+    assert!(try_start(short_key).contains("at least 16 are needed"));
+    let mut fees = config();
+    fees.spread_bps = d("9950");
+    assert!(try_start(fees).contains("together under 10000"));
+    let mut limits = config();
+    limits.policies.get_mut(&id("BTC")).unwrap().min_amount = d("100");
+    assert!(try_start(limits).contains("BTC: min_amount 100 must be between 0 and max_amount 10"));
 }
