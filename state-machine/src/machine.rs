@@ -81,11 +81,15 @@ impl Policy {
         } else {
             (received - expected, self.overpay_tolerance_bps)
         };
-        // diff / expected <= bps / 10_000, in integers; on overflow, refuse.
-        match (diff.checked_mul(BPS), expected.checked_mul(u128::from(bps))) {
-            (Some(lhs), Some(rhs)) => lhs <= rhs,
-            _ => false,
-        }
+        // diff / expected <= bps / 10_000 in integers:
+        // diff <= floor(expected * bps / 10_000), computed without overflow
+        // (a product too large for u128 exceeds any difference anyway).
+        let bps = u128::from(bps);
+        let allowed = (expected / BPS)
+            .checked_mul(bps)
+            .and_then(|whole| whole.checked_add((expected % BPS) * bps / BPS))
+            .unwrap_or(u128::MAX);
+        diff <= allowed
     }
 }
 

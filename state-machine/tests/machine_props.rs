@@ -435,6 +435,22 @@ fn check_ends(swap: &Swap) -> Result<(), TestCaseError> {
 }
 
 proptest! {
+    /// The tolerance check is exact: `diff * 10_000 <= expected * bps`.
+    #[test]
+    fn tolerance_is_exact(expected in any::<u64>(), received in any::<u64>(), under in 0u32..20_000, over in 0u32..20_000) {
+        let p = state_machine::machine::Policy {
+            underpay_tolerance_bps: under,
+            overpay_tolerance_bps: over,
+            ..policy()
+        };
+        let (e, r) = (u128::from(expected), u128::from(received));
+        let (diff, bps) = if r < e { (e - r, under) } else { (r - e, over) };
+        let naive = diff * 10_000 <= e * u128::from(bps);
+        prop_assert_eq!(p.within_tolerance(amount(e), amount(r)), naive);
+    }
+}
+
+proptest! {
     #![proptest_config(ProptestConfig {
         cases: 512,
         failure_persistence: Some(Box::new(FileFailurePersistence::Direct(

@@ -635,3 +635,48 @@ fn refund_address_for_an_unconfirmed_late_deposit_is_accepted() {
     );
     assert_eq!(describe_all(&t.actions), "pay(refund/late:0,1000000)");
 }
+
+#[test]
+fn policy_thresholds_and_tolerances() {
+    let p = policy();
+    // The highest threshold not above the amount wins.
+    assert_eq!(p.required_confirmations(amount(0)), 1);
+    assert_eq!(p.required_confirmations(amount(499_999)), 1);
+    assert_eq!(p.required_confirmations(amount(500_000)), 2);
+    assert_eq!(p.required_confirmations(amount(9_999_999)), 2);
+    assert_eq!(p.required_confirmations(amount(10_000_000)), 6);
+    // Never fewer than one, whatever the table says (or if it is empty).
+    let zero = state_machine::machine::Policy {
+        confirmations: vec![(amount(0), 0), (amount(100), 3)],
+        ..policy()
+    };
+    assert_eq!(zero.required_confirmations(amount(50)), 1);
+    assert_eq!(zero.required_confirmations(amount(100)), 3);
+    let empty = state_machine::machine::Policy {
+        confirmations: vec![],
+        ..policy()
+    };
+    assert_eq!(empty.required_confirmations(amount(1)), 1);
+
+    // 50 bps under, 100 bps over, on 1,000,000: 995,000 .. 1,010,000.
+    assert!(p.within_tolerance(amount(DEPOSIT), amount(995_000)));
+    assert!(!p.within_tolerance(amount(DEPOSIT), amount(994_999)));
+    assert!(p.within_tolerance(amount(DEPOSIT), amount(1_010_000)));
+    assert!(!p.within_tolerance(amount(DEPOSIT), amount(1_010_001)));
+    // No overflow on huge amounts: refused, not a panic.
+    assert!(!p.within_tolerance(amount(u128::MAX), amount(0)));
+    assert!(p.within_tolerance(amount(u128::MAX), amount(u128::MAX)));
+}
+
+#[test]
+fn a_deposit_at_exactly_the_deadline_is_late() {
+    let t = step(
+        &open(None),
+        deposit("d1", DEPOSIT, TxStatus::Seen),
+        at(DEADLINE_SECS),
+    );
+    assert!(t.swap.deposits[&key("d1")].extra);
+    assert_eq!(disposition(&t.swap, "d1"), Disposition::Pending);
+    let t = step(&t.swap, SwapInput::Tick, at(DEADLINE_SECS));
+    assert_eq!(t.swap.status(), SwapStatus::Expired);
+}
