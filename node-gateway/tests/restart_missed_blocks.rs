@@ -1,0 +1,108 @@
+//! Restarting the gateway: blocks mined while it was down are connected
+//! from the persisted cursor with every confirmation they bring, and a
+//! reorganisation that happened while it was down is walked back with its
+//! deposits unconfirmed.
+
+mod common;
+
+use std::time::Duration;
+
+use bitcoin::Amount as Sats;
+use common::*;
+use proto::event::{ChainEvent, TxStatus};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missed_blocks_and_a_missed_reorg_are_caught_up_after_restart() -> anyhow::Result<()> {
+    let env = env().await?;
+    let mut events = Events::open(&env.bus, "test").await?;
+    let (gw, stop) = start_gateway(&env, 3).await?;
+    let addr = env.sim.new_address().await?;
+    gw.watch_address(NET, &addr.to_string()).await?;
+    let d1 = env
+        .sim
+        .send_to_address(&addr, Sats::from_sat(10_000_000))
+        .await?
+        .to_string();
+    events
+        .wait("d1 seen", |e| {
+            matches!(output_status(e, &d1), Some(TxStatus::Seen))
+        })
+        .await?;
+    let b1 = env.sim.mine(1, None).await?[0].to_string();
+    let h1 = u64::from(env.sim.tip().await.0);
+    events
+        .wait("d1 at depth 1", |e| {
+            confirmed_at(output_status(e, &d1), &b1, 1)
+        })
+        .await?;
+    wait_for(|| gw.tip(NET).is_some_and(|t| t.hash == b1)).await?;
+    stop.cancel();
+    gw.stopped().await;
+
+    // While the gateway is down: a second deposit, two blocks.
+    let d2 = env
+        .sim
+        .send_to_address(&addr, Sats::from_sat(20_000_000))
+        .await?
+        .to_string();
+    let mined = env.sim.mine(2, None).await?;
+    let (b2, b3) = (mined[0].to_string(), mined[1].to_string());
+
+    let (gw, stop) = start_gateway(&env, 3).await?;
+    events
+        .wait("d1 at depth 3", |e| {
+            confirmed_at(output_status(e, &d1), &b1, 3)
+        })
+        .await?;
+    events
+        .wait("d2 at depth 2", |e| {
+            confirmed_at(output_status(e, &d2), &b2, 2)
+        })
+        .await?;
+    events.drain(Duration::from_millis(300)).await?;
+    let c = |h: &str, height: u64, depth: u64| TxStatus::Confirmed {
+        block_height: height,
+        block_hash: h.to_owned(),
+        depth,
+    };
+    assert_eq!(
+        events.output_statuses(&d1),
+        vec![TxStatus::Seen, c(&b1, h1, 1), c(&b1, h1, 2), c(&b1, h1, 3)]
+    );
+    assert_eq!(
+        events.output_statuses(&d2),
+        vec![c(&b2, h1 + 1, 1), c(&b2, h1 + 1, 2)]
+    );
+    for b in [&b2, &b3] {
+        events
+            .wait("missed block connected", |e| is_connected(e, b))
+            .await?;
+    }
+    stop.cancel();
+    gw.stopped().await;
+
+    // While down again: the node drops b2 and b3.
+    env.sim.invalidate_block(&mined[0]).await?;
+    let (gw, stop) = start_gateway(&env, 3).await?;
+    events
+        .wait("d2 unconfirmed", |e| matches!(output_status(e, &d2), Some(TxStatus::Unconfirmed { block_hash }) if *block_hash == b2))
+        .await?;
+    for b in [&b2, &b3] {
+        events
+            .wait(
+                "block disconnected",
+                |e| matches!(e, ChainEvent::BlockDisconnected { hash, .. } if hash == b),
+            )
+            .await?;
+    }
+    // d2 is back in the mempool.
+    events
+        .wait("d2 seen again", |e| {
+            matches!(output_status(e, &d2), Some(TxStatus::Seen))
+        })
+        .await?;
+    assert!(gw.tip(NET).is_some_and(|t| t.hash == b1));
+    stop.cancel();
+    gw.stopped().await;
+    Ok(())
+}
