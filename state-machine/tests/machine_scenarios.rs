@@ -680,3 +680,24 @@ fn a_deposit_at_exactly_the_deadline_is_late() {
     let t = step(&t.swap, SwapInput::Tick, at(DEADLINE_SECS));
     assert_eq!(t.swap.status(), SwapStatus::Expired);
 }
+
+#[test]
+fn a_settled_deposit_reorganised_after_completion_is_named() {
+    let (done, _) = run(
+        &open(None),
+        vec![
+            (10, deposit("d1", DEPOSIT, confirmed(2))),
+            (20, SwapInput::Executed),
+            (30, broadcast(&payout_id(), "p1")),
+            (40, observed("p1", confirmed(3))),
+        ],
+    );
+    assert_eq!(done.reason, None);
+    let t = step(&done, deposit("d1", DEPOSIT, dropped()), at(50));
+    assert!(t.actions.is_empty());
+    assert_eq!(t.swap.status(), SwapStatus::Completed);
+    assert_eq!(
+        t.swap.reason.as_deref(),
+        Some("deposit d1:0 is dropped after the swap was settled; an operator must check it")
+    );
+}

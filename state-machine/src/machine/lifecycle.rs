@@ -496,10 +496,29 @@ impl Lifecycle {
     }
 
     /// Absorbs everything; extra deposits are still accounted (by `swap`).
+    /// A deposit the swap settled that a reorganisation takes away is
+    /// recorded and named in the reason: an operator must look at it.
     #[superstate(superstate = "swap", entry_action = "enter_terminal")]
-    fn terminal(event: &SwapInput) -> Outcome<State> {
-        let _ = event;
-        Super
+    fn terminal(context: &mut Ctx<'_>, event: &SwapInput) -> Outcome<State> {
+        match event {
+            SwapInput::Deposit {
+                txid,
+                output,
+                amount,
+                status,
+            } => {
+                let r = context
+                    .observe(txid, *output, *amount, status, false)
+                    .map(|observed| {
+                        if let Observed::Counted(key) = observed {
+                            context.note_settled_deposit_lost(&key);
+                        }
+                        Handled
+                    });
+                context.outcome(r)
+            }
+            _ => Super,
+        }
     }
 
     /// A finished swap has nobody to wait for: extra deposits owed back
@@ -923,6 +942,25 @@ impl Ctx<'_> {
             return Ok(Transition(State::manual_review()));
         }
         Ok(Handled)
+    }
+
+    /// In a finished swap, a settled deposit (paid out or refunded) that
+    /// loses its depth is named in the reason; the status stays.
+    fn note_settled_deposit_lost(&mut self, key: &DepositKey) {
+        let Some(d) = self.swap.deposits.get(key) else {
+            return;
+        };
+        let settled = matches!(
+            d.disposition,
+            Disposition::Applied | Disposition::Refund | Disposition::Refunded
+        );
+        let required = self.swap.terms.policy.required_confirmations(d.amount);
+        if settled && is_lost(d, required) {
+            self.swap.reason = Some(format!(
+                "deposit {key} is {} after the swap was settled; an operator must check it",
+                status_word(&d.status)
+            ));
+        }
     }
 
     /// Sum of the counted deposits being returned by the swap's refund.
