@@ -39,6 +39,15 @@ impl Fixture {
             .unwrap_or_else(|e| panic!("{what}: {e}"))
     }
 
+    async fn next_of(
+        &self,
+        next: &mut (impl Future<Output = Result<Delivery, BusError>> + Unpin),
+    ) -> Delivery {
+        within(self.recv_secs, "next", next)
+            .await
+            .unwrap_or_else(|e| panic!("next: {e}"))
+    }
+
     async fn next_n(&self, sub: &mut Box<dyn Subscription>, n: usize, what: &str) -> Vec<Delivery> {
         let mut out = Vec::with_capacity(n);
         for i in 0..n {
@@ -242,6 +251,64 @@ mod contract {
         assert_eq!(d.message, marker, "a committed message was delivered again");
     }
 
+    /// `next` is cancel-safe: a consumer that gives up waiting (a shutdown
+    /// `select!`, a timeout) loses no message.
+    pub async fn next_is_cancel_safe(f: &Fixture) {
+        const N: usize = 40;
+        let topic = unique("cancel");
+        let mut sub = f
+            .bus
+            .subscribe(&topic, &unique("g"))
+            .await
+            .expect("subscribe");
+        let mut sent = BTreeSet::new();
+        let mut got = BTreeSet::new();
+        let mut cancelled = 0u32;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(f.recv_secs * 2);
+        let mut attempt = 0u32;
+        while got.len() < N && tokio::time::Instant::now() < deadline {
+            attempt += 1;
+            // New messages keep arriving, so most waits have a read to do.
+            if sent.len() < N {
+                let i = sent.len();
+                sent.insert(
+                    f.publish(&topic, &format!("k{}", i % 5), format!("m{i}"))
+                        .await
+                        .id,
+                );
+            }
+            let mut next = sub.next();
+            if attempt % 8 == 0 {
+                // Every eighth wait runs to the end, so reading progresses.
+                got.insert(f.next_of(&mut next).await.message.id);
+                continue;
+            }
+            // The others are polled a few times, then dropped: abandoned at
+            // different points of a read. Between polls the thread sleeps
+            // (blocking on purpose) so the database or broker can answer.
+            let mut done = false;
+            for _ in 0..1 + attempt % 6 {
+                if let std::task::Poll::Ready(d) = futures::poll!(&mut next) {
+                    got.insert(d.expect("next").message.id);
+                    done = true;
+                    break;
+                }
+                std::thread::sleep(Duration::from_micros(u64::from(attempt * 37 % 400)));
+            }
+            if !done {
+                cancelled += 1;
+            }
+        }
+        assert_eq!(
+            got, sent,
+            "messages lost across {cancelled} cancelled waits"
+        );
+        assert!(
+            cancelled > 0,
+            "no wait was cancelled, the test proved nothing"
+        );
+    }
+
     /// Bad names are refused with errors that say so, and a delivery cannot
     /// be committed on another topic's subscription.
     pub async fn bad_input_is_refused(f: &Fixture) {
@@ -335,6 +402,12 @@ mod local {
     async fn committed_are_not_redelivered() {
         let (_dir, f) = fixture().await;
         within(30, "committed", contract::committed_are_not_redelivered(&f)).await;
+    }
+
+    #[tokio::test]
+    async fn next_is_cancel_safe() {
+        let (_dir, f) = fixture().await;
+        within(30, "cancel_safe", contract::next_is_cancel_safe(&f)).await;
     }
 
     #[tokio::test]
@@ -601,6 +674,12 @@ mod postgres {
     }
 
     #[tokio::test]
+    async fn next_is_cancel_safe() {
+        let (_db, f) = fixture().await;
+        within(30, "cancel_safe", contract::next_is_cancel_safe(&f)).await;
+    }
+
+    #[tokio::test]
     async fn bad_input_is_refused() {
         let (_db, f) = fixture().await;
         within(30, "bad_input", contract::bad_input_is_refused(&f)).await;
@@ -664,6 +743,12 @@ mod kafka {
     async fn committed_are_not_redelivered() {
         let f = fixture();
         within(90, "committed", contract::committed_are_not_redelivered(&f)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn next_is_cancel_safe() {
+        let f = fixture();
+        within(60, "cancel_safe", contract::next_is_cancel_safe(&f)).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
