@@ -62,6 +62,12 @@ pub(crate) trait ChainSource: Send + Sync {
     /// A block by hash (possibly no longer in the best chain), matched.
     async fn block_by_hash(&self, hash: &str)
         -> Result<Option<(BlockRef, Vec<Matched>)>, RpcError>;
+    /// Called when the node's chain is shorter than ours: `true` when the
+    /// node simply has not reached our tip yet (syncing, or a lagging node),
+    /// so nothing is disconnected; `false` when our tip is off its chain.
+    async fn lagging_behind(&self, _tip: &BlockRef) -> Result<bool, RpcError> {
+        Ok(false)
+    }
     /// Looks at the mempool after the blocks are processed.
     async fn poll_mempool(&mut self, _tracker: &ChainTracker) -> Result<Vec<ChainEvent>, RpcError> {
         Ok(Vec::new())
@@ -228,6 +234,13 @@ impl<S: ChainSource> Follower<S> {
             if node_hash.as_deref() == Some(tip.hash.as_str()) {
                 break;
             }
+            if node_hash.is_none() && self.source.lagging_behind(&tip).await? {
+                tracing::info!(
+                    height = tip.height,
+                    "node is behind our tip; waiting for it"
+                );
+                return Ok(());
+            }
             if self.tracker.tip_matches_unknown() {
                 let m = match self.source.block_by_hash(&tip.hash).await? {
                     Some((_, m)) => m,
@@ -360,6 +373,22 @@ impl ChainSource for BitcoinSource {
     ) -> Result<Option<(BlockRef, Vec<Matched>)>, RpcError> {
         let h = Self::parse_hash(hash)?;
         self.fetch(&h, None).await
+    }
+
+    async fn lagging_behind(&self, tip: &BlockRef) -> Result<bool, RpcError> {
+        let hash = Self::parse_hash(&tip.hash)?;
+        match self.rpc.get_block_header_info(&hash).await {
+            // Known but off the active chain: stale, unless the node is
+            // still downloading the blocks of headers it has.
+            Ok(info) if info.confirmations < 0 => {
+                let chain = self.rpc.get_blockchain_info().await?;
+                Ok(chain.headers > chain.blocks || chain.initialblockdownload)
+            }
+            Ok(_) => Ok(false),
+            // Unknown to the node: it has not seen our blocks yet.
+            Err(e) if e.node_code() == Some(-5) => Ok(true),
+            Err(e) => Err(e),
+        }
     }
 
     async fn poll_mempool(&mut self, tracker: &ChainTracker) -> Result<Vec<ChainEvent>, RpcError> {

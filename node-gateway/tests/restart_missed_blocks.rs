@@ -106,3 +106,66 @@ async fn missed_blocks_and_a_missed_reorg_are_caught_up_after_restart() -> anyho
     gw.stopped().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_behind_our_cursor_is_waited_for_not_taken_as_a_reorg() -> anyhow::Result<()> {
+    let env = env().await?;
+    let mut events = Events::open(&env.bus, "test").await?;
+    let (gw, stop) = start_gateway(&env, 3).await?;
+    let addr = env.sim.new_address().await?;
+    gw.watch_address(NET, &addr.to_string()).await?;
+    let d1 = env
+        .sim
+        .send_to_address(&addr, Sats::from_sat(10_000_000))
+        .await?
+        .to_string();
+    let tip = env.sim.mine(2, None).await?[1].to_string();
+    events
+        .wait("d1 at depth 2", |e| {
+            matches!(
+                output_status(e, &d1),
+                Some(TxStatus::Confirmed { depth: 2, .. })
+            )
+        })
+        .await?;
+    wait_for(|| gw.tip(NET).is_some_and(|t| t.hash == tip)).await?;
+    stop.cancel();
+    gw.stopped().await;
+
+    // Restart against a fresh node that has not seen our blocks (101 blocks).
+    let other_dir = tempfile::tempdir()?;
+    let mut cfg = simulations::bitcoin::BitcoinSimConfig::new(other_dir.path());
+    cfg.rpc_addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    cfg.rpc_user = Some(USER.into());
+    cfg.rpc_password = Some(PASSWORD.into());
+    let other_stop = tokio_util::sync::CancellationToken::new();
+    let other = simulations::bitcoin::BitcoinSim::start(cfg, other_stop.clone()).await?;
+    assert!(u64::from(other.tip().await.0) < gw.tip(NET).map(|t| t.height).unwrap_or(0));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let gw = node_gateway::NodeGateway::start(
+        config(&other, 3),
+        env.db.clone(),
+        env.bus.clone(),
+        stop.clone(),
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    events.drain(Duration::from_millis(200)).await?;
+    assert!(
+        !events
+            .all
+            .iter()
+            .any(|e| matches!(e, ChainEvent::BlockDisconnected { .. })
+                || matches!(output_status(e, &d1), Some(TxStatus::Unconfirmed { .. }))),
+        "{:#?}",
+        events.all
+    );
+    assert!(
+        gw.tip(NET).is_some_and(|t| t.hash == tip),
+        "still at our tip"
+    );
+    stop.cancel();
+    gw.stopped().await;
+    other_stop.cancel();
+    Ok(())
+}
