@@ -344,7 +344,6 @@ mod contract {
 }
 
 mod local {
-    use std::sync::Arc;
 
     use infra::bus::{LocalBus, LocalConfig};
 
@@ -359,14 +358,15 @@ mod local {
 
     async fn fixture() -> (tempfile::TempDir, Fixture) {
         let dir = tempfile::tempdir().expect("temp dir");
-        let bus = open(&dir.path().join("bus.db")).await;
-        (
-            dir,
-            Fixture {
-                bus: Arc::new(bus),
-                recv_secs: 10,
-            },
-        )
+        // Through the composition root's entry point, as the engine opens it.
+        let url = format!("sqlite:{}", dir.path().join("bus.db").display());
+        let db = infra::db::Db::connect(&url).await.expect("open database");
+        let config = infra::bus::BusConfig::Local {
+            db,
+            config: LocalConfig::default(),
+        };
+        let bus = infra::bus::open(config).await.expect("open local bus");
+        (dir, Fixture { bus, recv_secs: 10 })
     }
 
     #[tokio::test]

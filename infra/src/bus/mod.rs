@@ -57,7 +57,8 @@ pub struct Delivery {
 pub trait EventBus: Send + Sync + 'static {
     /// Appends `message` to `topic`; returns once the message is durably
     /// acknowledged (written to the database, or acknowledged by all in-sync
-    /// replicas).
+    /// replicas). On an error the message may or may not have been written:
+    /// retry with the same [`Message::id`] (consumers deduplicate by it).
     async fn publish(&self, topic: &str, message: Message) -> Result<(), BusError>;
 
     /// Opens a subscription to `topic` as a member of consumer group `group`.
@@ -74,12 +75,36 @@ pub trait Subscription: Send {
     async fn next(&mut self) -> Result<Delivery, BusError>;
 
     /// Records that `delivery` (and everything before it in its partition)
-    /// has been processed by this group. Call after processing.
+    /// has been processed by this group. Call after processing. On an error
+    /// (on Kafka, say, the partition moved to another member of the group)
+    /// the delivery may come again, to this consumer or another: at least
+    /// once, never lost.
     async fn commit(&mut self, delivery: &Delivery) -> Result<(), BusError>;
 }
 
 /// The bus as services hold it.
 pub type SharedBus = Arc<dyn EventBus>;
+
+/// Which bus to run on, for the composition root.
+#[derive(Debug, Clone)]
+pub enum BusConfig {
+    /// Embedded mode: a durable log in the engine's database.
+    Local {
+        db: crate::db::Db,
+        config: LocalConfig,
+    },
+    /// Cluster mode: a Kafka-protocol broker.
+    Kafka(KafkaConfig),
+}
+
+/// Opens the configured bus (applying the local bus's migrations, or
+/// creating the Kafka clients).
+pub async fn open(config: BusConfig) -> Result<SharedBus, BusError> {
+    Ok(match config {
+        BusConfig::Local { db, config } => Arc::new(LocalBus::open(db, config).await?),
+        BusConfig::Kafka(config) => Arc::new(KafkaBus::connect(config)?),
+    })
+}
 
 /// What went wrong on the bus.
 #[derive(Debug, thiserror::Error)]
