@@ -517,6 +517,31 @@ mod local {
             .await
             .expect("ensure again");
         assert_eq!(bus.partitions(&topic).await.expect("partitions"), 3);
+        for config in [
+            LocalConfig {
+                batch: 0,
+                ..LocalConfig::default()
+            },
+            LocalConfig {
+                poll_interval: Duration::ZERO,
+                ..LocalConfig::default()
+            },
+            LocalConfig {
+                default_partitions: 0,
+                ..LocalConfig::default()
+            },
+        ] {
+            let err = LocalBus::open(bus.db().clone(), config.clone())
+                .await
+                .expect_err("bad config");
+            assert!(
+                matches!(
+                    err,
+                    BusError::InvalidConfig(_) | BusError::InvalidPartitions { .. }
+                ),
+                "{config:?}: {err}"
+            );
+        }
         assert!(matches!(
             bus.ensure_topics(&[("zero", 0)]).await,
             Err(BusError::InvalidPartitions { .. })

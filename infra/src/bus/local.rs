@@ -89,6 +89,18 @@ impl LocalBus {
     /// Opens the bus on `db`, applying its migrations.
     pub async fn open(db: Db, config: LocalConfig) -> Result<Self, BusError> {
         validate_partitions("(default)", config.default_partitions)?;
+        if config.batch < 1 {
+            return Err(BusError::InvalidConfig(format!(
+                "batch is {}, must be at least 1",
+                config.batch
+            )));
+        }
+        if config.poll_interval < Duration::from_millis(1) {
+            return Err(BusError::InvalidConfig(format!(
+                "poll_interval is {:?}, must be at least 1 ms",
+                config.poll_interval
+            )));
+        }
         db.migrate(&MIGRATIONS).await?;
         let (published, _) = watch::channel(0);
         let write_lock = (db.backend() == Backend::Sqlite).then(|| tokio::sync::Mutex::new(()));

@@ -121,6 +121,8 @@ pub enum BusError {
         partitions: i32,
         max: i32,
     },
+    #[error("invalid bus configuration: {0}")]
+    InvalidConfig(String),
     #[error("delivery from {got_topic:?} partition {partition} committed on a subscription to {topic:?}")]
     ForeignDelivery {
         topic: String,
