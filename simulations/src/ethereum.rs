@@ -216,9 +216,11 @@ impl EthNode {
         for _ in 0..n {
             let hash = self.chain.mine_block(unix_now());
             let timestamp = self.chain.head().header.timestamp;
-            self.record(Event::Block { timestamp, hash })?;
+            let ev = Event::Block { timestamp, hash };
+            self.log.append_unsynced(&ev)?;
+            self.events.push(ev);
         }
-        Ok(())
+        self.log.sync()
     }
 
     pub(crate) fn set_balance(&mut self, a: Address, wei: U256) -> Result<(), SimError> {

@@ -67,6 +67,17 @@ impl EventLog {
 
     /// Appends one event and fsyncs.
     pub fn append(&mut self, ev: &Event) -> Result<(), SimError> {
+        self.append_unsynced(ev)?;
+        self.sync()
+    }
+
+    /// Fsyncs what was appended.
+    pub fn sync(&mut self) -> Result<(), SimError> {
+        self.file.sync_data().map_err(io_err(&self.path))
+    }
+
+    /// Appends one event without fsync (call [`EventLog::sync`] before answering).
+    pub fn append_unsynced(&mut self, ev: &Event) -> Result<(), SimError> {
         let mut line = serde_json::to_string(ev).map_err(|e| SimError::Corrupt {
             path: self.path.clone(),
             reason: e.to_string(),
@@ -74,8 +85,7 @@ impl EventLog {
         line.push('\n');
         self.file
             .write_all(line.as_bytes())
-            .map_err(io_err(&self.path))?;
-        self.file.sync_data().map_err(io_err(&self.path))
+            .map_err(io_err(&self.path))
     }
 
     /// Replaces the log with `events`.
