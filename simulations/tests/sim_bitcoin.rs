@@ -504,8 +504,16 @@ async fn invalidateblock_returns_transactions_to_the_mempool() {
     assert_eq!(tx["confirmations"], 2);
 
     // Reconsidering the old block does not win: its branch has less work.
-    rpc.call("reconsiderblock", json!([old_tip])).await;
+    rpc.call("reconsiderblock", json!([old_tip.clone()])).await;
     assert_eq!(rpc.call("getbestblockhash", json!([])).await, branch[1]);
+    let tips = rpc.call("getchaintips", json!([])).await;
+    assert_eq!(
+        tips,
+        json!([
+            {"height": 103, "hash": branch[1], "branchlen": 0, "status": "active"},
+            {"height": 102, "hash": old_tip, "branchlen": 1, "status": "valid-fork"},
+        ])
+    );
 }
 
 #[tokio::test]

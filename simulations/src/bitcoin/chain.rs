@@ -5,7 +5,7 @@
 //! Every function takes the current time as an argument; nothing here reads a
 //! clock, touches a file or spawns a task.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use bitcoin::absolute::LockTime;
 use bitcoin::block::{Header, Version as BlockVersion};
@@ -162,6 +162,19 @@ pub struct AcceptPlan {
     pub weight: u64,
     /// Mempool transactions (and descendants) that it replaces.
     pub replaces: Vec<Txid>,
+}
+
+/// One entry of `getchaintips`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainTip {
+    /// The tip block.
+    pub hash: BlockHash,
+    /// Its height.
+    pub height: u32,
+    /// Blocks between it and the active chain (0 for the active tip).
+    pub branchlen: u32,
+    /// `active`, `valid-fork` or `invalid`.
+    pub status: &'static str,
 }
 
 /// Formats satoshis as Core's `FormatMoney` does (`0.00001000`).
@@ -1195,9 +1208,45 @@ impl Chain {
         (hash, block.txdata.into_iter().skip(1).collect())
     }
 
-    /// All known block hashes with their heights (for `getchaintips`-like views).
-    pub fn known_blocks(&self) -> BTreeMap<u64, BlockHash> {
-        self.blocks.iter().map(|(h, e)| (e.seq, *h)).collect()
+    /// `getchaintips`: the active tip and every leaf block, with the length
+    /// of its branch off the active chain and Core's status word.
+    pub fn chain_tips(&self) -> Vec<ChainTip> {
+        let mut tips: Vec<BlockHash> = self
+            .blocks
+            .keys()
+            .filter(|h| self.children.get(*h).is_none_or(|c| c.is_empty()))
+            .copied()
+            .collect();
+        if !tips.contains(&self.tip_hash()) {
+            tips.push(self.tip_hash());
+        }
+        let mut out: Vec<ChainTip> = tips
+            .into_iter()
+            .map(|hash| {
+                let height = self.blocks[&hash].height;
+                let mut cur = hash;
+                let mut branchlen = 0;
+                while !self.is_active(&cur) {
+                    branchlen += 1;
+                    cur = self.blocks[&cur].block.header.prev_blockhash;
+                }
+                let status = if hash == self.tip_hash() {
+                    "active"
+                } else if self.has_invalid_ancestry(&hash) {
+                    "invalid"
+                } else {
+                    "valid-fork"
+                };
+                ChainTip {
+                    hash,
+                    height,
+                    branchlen,
+                    status,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| b.height.cmp(&a.height).then(a.hash.cmp(&b.hash)));
+        out
     }
 
     /// Whether the block was marked invalid (itself or an ancestor).
@@ -1362,7 +1411,74 @@ mod tests {
         chain.reconsider_block(&a[2], 0).unwrap();
         // Branch b has more work and stays active.
         assert_eq!(chain.tip_hash(), b[3]);
+        let tips = chain.chain_tips();
+        assert_eq!(tips[0].status, "active");
+        assert_eq!(tips[0].hash, b[3]);
+        assert_eq!(
+            (tips[1].hash, tips[1].branchlen, tips[1].status),
+            (a[4], 3, "valid-fork")
+        );
         chain.invalidate_block(&b[0], 0).unwrap();
         assert_eq!(chain.tip_hash(), a[4]);
+        let tips = chain.chain_tips();
+        assert_eq!((tips[0].hash, tips[0].status), (b[3], "invalid"));
+        assert_eq!((tips[1].hash, tips[1].status), (a[4], "active"));
+    }
+
+    #[test]
+    fn conflicts_without_full_rbf_need_signalling() {
+        let params = ChainParams {
+            full_rbf: false,
+            ..ChainParams::default()
+        };
+        let mut chain = Chain::new(params);
+        let wallet = super::super::wallet::Wallet::random();
+        let mut now = 1_700_000_000;
+        mine(
+            &mut chain,
+            101,
+            &wallet.mining_address().script_pubkey(),
+            &mut now,
+        );
+        let to = ScriptBuf::new_p2wpkh(&bitcoin::WPubkeyHash::all_zeros());
+        let other = ScriptBuf::new_p2wpkh(&bitcoin::WPubkeyHash::from_byte_array([1; 20]));
+        let amount = Amount::from_sat(100_000);
+        // Both built from the same state: they spend the same coin.
+        let quiet = wallet
+            .build_payment_with(&chain, &to, amount, 2, false, false)
+            .unwrap();
+        let louder = wallet
+            .build_payment_with(&chain, &other, amount, 20, false, false)
+            .unwrap();
+        assert_eq!(
+            quiet.input[0].previous_output,
+            louder.input[0].previous_output
+        );
+        chain.accept_tx(quiet.clone(), 0).expect("first spend");
+        assert_eq!(
+            chain.accept_tx(louder, 0).unwrap_err(),
+            TxReject::Rejected("txn-mempool-conflict".into())
+        );
+        // A replacement of a signalling transaction is fine.
+        let mut chain2 = Chain::new(ChainParams {
+            full_rbf: false,
+            ..ChainParams::default()
+        });
+        mine(
+            &mut chain2,
+            101,
+            &wallet.mining_address().script_pubkey(),
+            &mut now,
+        );
+        let a = wallet
+            .build_payment_with(&chain2, &to, amount, 2, false, true)
+            .unwrap();
+        let b = wallet
+            .build_payment_with(&chain2, &other, amount, 20, false, false)
+            .unwrap();
+        chain2.accept_tx(a.clone(), 0).expect("signalling spend");
+        let plan = chain2.accept_tx(b, 0).expect("replacement");
+        assert_eq!(plan.replaces, vec![a.compute_txid()]);
+        assert!(chain2.mempool_entry(&a.compute_txid()).is_none());
     }
 }

@@ -537,6 +537,20 @@ fn dispatch(shared: &Shared, method: &str, raw: &Value) -> Result<Value, RpcErro
             let hash = node.mine_with(&addr.script_pubkey(), txs)?;
             Ok(json!({"hash": hash.to_string()}))
         }
+        "getchaintips" => Ok(Value::Array(
+            node.chain
+                .chain_tips()
+                .into_iter()
+                .map(|t| {
+                    json!({
+                        "height": t.height,
+                        "hash": t.hash.to_string(),
+                        "branchlen": t.branchlen,
+                        "status": t.status,
+                    })
+                })
+                .collect(),
+        )),
         "invalidateblock" => {
             let hash: BlockHash = p.hash(0, "blockhash")?;
             node.invalidate(&hash)?;

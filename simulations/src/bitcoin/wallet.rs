@@ -215,6 +215,19 @@ impl Wallet {
         sat_per_vb: u64,
         subtract_fee: bool,
     ) -> Result<Transaction, WalletError> {
+        self.build_payment_with(chain, to, amount, sat_per_vb, subtract_fee, true)
+    }
+
+    /// [`Wallet::build_payment`] choosing whether inputs signal BIP125.
+    pub fn build_payment_with(
+        &self,
+        chain: &Chain,
+        to: &ScriptBuf,
+        amount: Amount,
+        sat_per_vb: u64,
+        subtract_fee: bool,
+        signal_rbf: bool,
+    ) -> Result<Transaction, WalletError> {
         let dust = to.minimal_non_dust();
         if amount == Amount::ZERO || amount < dust {
             return Err(WalletError::AmountTooSmall);
@@ -274,7 +287,11 @@ impl Wallet {
                 .map(|c| TxIn {
                     previous_output: c.outpoint,
                     script_sig: ScriptBuf::new(),
-                    sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
+                    sequence: if signal_rbf {
+                        Sequence::ENABLE_RBF_NO_LOCKTIME
+                    } else {
+                        Sequence::ENABLE_LOCKTIME_NO_RBF
+                    },
                     witness: Witness::new(),
                 })
                 .collect(),
