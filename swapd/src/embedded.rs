@@ -242,10 +242,8 @@ pub async fn start(cfg: EmbeddedConfig) -> anyhow::Result<Embedded> {
         gateway::GatewayConfig {
             listen: cfg.gateway_listen,
             assets,
-            pairs: vec![
-                Pair::new(btc.clone(), eth.clone()).expect("pair"),
-                Pair::new(eth, btc).expect("pair"),
-            ],
+            // ETH/BTC joins once the hot wallet pays out on Bitcoin.
+            pairs: vec![Pair::new(btc, eth).expect("pair")],
             price_interval: Duration::from_millis(250),
             instance_id: "gateway-embedded".into(),
             max_body_bytes: 64 * 1024,
