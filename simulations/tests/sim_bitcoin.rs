@@ -181,6 +181,18 @@ async fn send_then_mine_then_confirmations() {
     assert_eq!(info["blocks"], 101);
     // One mature coinbase of 50 BTC.
     assert_eq!(rpc.call("getbalance", json!([])).await, json!(50.0));
+    // Amounts are printed as bitcoind does: exact, eight decimals.
+    let text = rpc
+        .http
+        .post(&rpc.url)
+        .body(r#"{"jsonrpc":"1.0","id":1,"method":"getbalance","params":[]}"#)
+        .send()
+        .await
+        .expect("send")
+        .text()
+        .await
+        .expect("body");
+    assert!(text.contains(r#""result":50.00000000"#), "{text}");
 
     let dest = Key::new(11).address();
     let txid = rpc

@@ -57,7 +57,7 @@ pub(crate) fn base64(input: &[u8]) -> String {
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response {
-    let mut text = body.to_string();
+    let mut text = write_amounts(&body.to_string());
     text.push('\n');
     (status, [(header::CONTENT_TYPE, "application/json")], text).into_response()
 }
@@ -266,11 +266,40 @@ impl Params {
     }
 }
 
-/// An amount as a JSON number of BTC, as bitcoind prints it. The value
-/// crosses into floating point only here, at the wire format Core defines.
+/// Marks a string that [`write_amounts`] turns into a bare JSON number.
+const AMOUNT_MARK: &str = "\u{1}btc:";
+/// How [`AMOUNT_MARK`] looks once serde_json has escaped it, with its quote.
+const AMOUNT_MARK_JSON: &str = "\"\\u0001btc:";
+
+/// An amount of BTC for a reply. bitcoind prints amounts as JSON numbers
+/// with exactly eight decimals (`50.00000000`); serde_json cannot emit such
+/// a number without going through f64, so the reply carries a marked string
+/// that [`write_amounts`] rewrites into the exact decimal text.
 fn btc(amount: Amount) -> Value {
-    let s = format_btc(amount.to_sat());
-    serde_json::from_str::<Value>(&s).unwrap_or(Value::Null)
+    Value::String(format!("{AMOUNT_MARK}{}", format_btc(amount.to_sat())))
+}
+
+/// Rewrites marked amount strings in serialized JSON into bare numbers.
+/// A marked string whose payload is not a plain decimal is left alone.
+fn write_amounts(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find(AMOUNT_MARK_JSON) {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + AMOUNT_MARK_JSON.len()..];
+        let digits = after
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(after.len());
+        if digits > 0 && after[digits..].starts_with('"') {
+            out.push_str(&after[..digits]);
+            rest = &after[digits + 1..];
+        } else {
+            out.push_str(AMOUNT_MARK_JSON);
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Parses a BTC amount given as a JSON number or string, exactly.
@@ -672,8 +701,8 @@ fn network_info() -> Value {
         "connections_in": 0,
         "connections_out": 0,
         "networks": [],
-        "relayfee": 0.00001,
-        "incrementalfee": 0.00001,
+        "relayfee": btc(Amount::from_sat(1_000)),
+        "incrementalfee": btc(Amount::from_sat(1_000)),
         "localaddresses": [],
         "warnings": [],
     })
@@ -1025,11 +1054,15 @@ mod tests {
         assert_eq!(parse_btc(&json!(1e-8)).unwrap(), Amount::from_sat(1));
         assert!(parse_btc(&json!(0.000000001)).is_err());
         assert!(parse_btc(&json!(-1)).is_err());
-        assert_eq!(btc(Amount::from_sat(5_000_000_000)).to_string(), "50.0");
-        assert_eq!(
-            parse_btc(&btc(Amount::from_sat(123))).unwrap(),
-            Amount::from_sat(123)
-        );
+        let reply = json!({"value": btc(Amount::from_sat(5_000_000_000)), "fee": btc(Amount::from_sat(282))});
+        let text = write_amounts(&reply.to_string());
+        assert_eq!(text, r#"{"fee":0.00000282,"value":50.00000000}"#);
+        let back: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(parse_btc(&back["fee"]).unwrap(), Amount::from_sat(282));
+        // A client-chosen string that only looks marked stays a string.
+        let odd = json!({"id": format!("{AMOUNT_MARK}x1"), "v": format!("{AMOUNT_MARK}")});
+        let text = write_amounts(&odd.to_string());
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), odd);
     }
 
     #[test]
