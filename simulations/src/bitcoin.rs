@@ -137,6 +137,7 @@ impl From<SimError> for RpcError {
             SimError::Wallet(WalletError::InsufficientFunds) => {
                 RpcError::new(-6, "Insufficient funds")
             }
+            SimError::Wallet(w @ WalletError::NotInMempool(_)) => RpcError::new(-5, w.to_string()),
             SimError::Wallet(w) => RpcError::new(-4, w.to_string()),
             SimError::WrongNetwork(_) => RpcError::new(-5, "Invalid address"),
             other => RpcError::new(-1, other.to_string()),
@@ -331,6 +332,27 @@ impl Node {
         Ok(self.send_raw(tx, 0)?)
     }
 
+    /// `bumpfee`: replaces a faucet transaction with a higher-fee copy.
+    pub(crate) fn bump_fee(
+        &mut self,
+        txid: &Txid,
+        sat_per_vb: Option<u64>,
+    ) -> Result<(Txid, Amount, Amount), SimError> {
+        let old_fee = self
+            .chain
+            .mempool_entry(txid)
+            .map(|e| e.fee)
+            .ok_or(WalletError::NotInMempool(*txid))?;
+        let (tx, fee) = self.wallet.bump_fee(&self.chain, txid, sat_per_vb)?;
+        Ok((self.send_raw(tx, 0)?, old_fee, fee))
+    }
+
+    /// Replaces a faucet transaction with one sending the same coins to `to`.
+    pub(crate) fn double_spend(&mut self, txid: &Txid, to: &ScriptBuf) -> Result<Txid, SimError> {
+        let tx = self.wallet.double_spend(&self.chain, txid, to)?;
+        Ok(self.send_raw(tx, 0)?)
+    }
+
     pub(crate) fn new_address(&mut self) -> Result<Address, SimError> {
         let a = self.wallet.new_address();
         self.persist_state()?;
@@ -514,6 +536,19 @@ impl BitcoinSim {
                 bitcoin::constants::genesis_block(Network::Regtest).block_hash(),
             ),
         }
+    }
+
+    /// Bumps the fee of an unconfirmed faucet transaction (BIP125
+    /// replacement, like the wallet RPC `bumpfee`); returns the new txid.
+    pub async fn bump_fee(&self, txid: &Txid) -> Result<Txid, SimError> {
+        Ok(self.shared.lock()?.bump_fee(txid, None)?.0)
+    }
+
+    /// Double-spends an unconfirmed faucet transaction: the same coins, all
+    /// sent to `to` with a higher fee, replacing it in the mempool. Models a
+    /// payer who takes a deposit back before it confirms.
+    pub async fn double_spend(&self, txid: &Txid, to: &Address) -> Result<Txid, SimError> {
+        self.shared.lock()?.double_spend(txid, &to.script_pubkey())
     }
 
     /// Ids of the transactions in the mempool.

@@ -750,3 +750,53 @@ async fn generateblock_mines_exactly_the_given_transactions() {
     assert_eq!(block["tx"][1], a);
     assert_eq!(rpc.call("getrawmempool", json!([])).await, json!([b]));
 }
+
+#[tokio::test]
+async fn bumpfee_and_double_spend_replace_a_deposit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (sim, rpc, _stop) = start(dir.path()).await;
+    let deposit = Key::new(81).address();
+    let refund = Key::new(82).address();
+    let first = sim
+        .send_to_address(&deposit, Amount::from_sat(250_000))
+        .await
+        .expect("send");
+
+    let bumped = rpc.call("bumpfee", json!([first.to_string()])).await;
+    assert!(
+        bumped["fee"].as_f64() > bumped["origfee"].as_f64(),
+        "{bumped}"
+    );
+    let second = Txid::from_str(bumped["txid"].as_str().expect("txid")).expect("txid");
+    assert_eq!(sim.mempool().await, vec![second]);
+    // The bumped copy still pays the deposit address the same amount.
+    let tx = rpc
+        .call("getrawtransaction", json!([second.to_string(), true]))
+        .await;
+    assert!(tx["vout"]
+        .as_array()
+        .expect("vout")
+        .iter()
+        .any(
+            |o| o["scriptPubKey"]["address"] == deposit.to_string() && o["value"] == json!(0.0025)
+        ));
+
+    // The payer takes the money back before it confirms.
+    let third = sim
+        .double_spend(&second, &refund)
+        .await
+        .expect("double spend");
+    assert_eq!(sim.mempool().await, vec![third]);
+    rpc.call("generatetoaddress", json!([1, refund.to_string()]))
+        .await;
+    let tx = rpc
+        .call("getrawtransaction", json!([third.to_string(), true]))
+        .await;
+    assert_eq!(tx["confirmations"], 1);
+    assert_eq!(tx["vout"].as_array().map(Vec::len), Some(1));
+    let e = rpc
+        .try_call("bumpfee", json!([third.to_string()]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, -5);
+}

@@ -179,6 +179,7 @@ fn param_names(method: &str) -> &'static [&'static str] {
         ],
         "getbalance" => &["dummy", "minconf", "include_watchonly", "avoid_reuse"],
         "gettxout" => &["txid", "n", "include_mempool"],
+        "bumpfee" => &["txid", "options"],
         _ => &[],
     }
 }
@@ -580,6 +581,17 @@ fn dispatch(shared: &Shared, method: &str, raw: &Value) -> Result<Value, RpcErro
                 })
                 .collect(),
         )),
+        "bumpfee" => {
+            let txid: Txid = p.hash(0, "txid")?;
+            let rate = match p.get(1).and_then(|o| o.get("fee_rate")) {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(parse_btc(v)?.to_sat() / 100_000_000),
+            };
+            let (new_txid, origfee, fee) = node.bump_fee(&txid, rate).map_err(RpcError::from)?;
+            Ok(
+                json!({"txid": new_txid.to_string(), "origfee": btc(origfee), "fee": btc(fee), "errors": []}),
+            )
+        }
         "invalidateblock" => {
             let hash: BlockHash = p.hash(0, "blockhash")?;
             node.invalidate(&hash)?;

@@ -31,6 +31,15 @@ pub enum WalletError {
     /// The fee would consume the whole amount (with subtract-fee-from-amount).
     #[error("The transaction amount is too small to pay the fee")]
     AmountTooSmallForFee,
+    /// The transaction to replace is not in the mempool.
+    #[error("Transaction {0} is not in the mempool")]
+    NotInMempool(bitcoin::Txid),
+    /// The transaction to replace spends coins the wallet does not own.
+    #[error("Transaction {0} spends coins this wallet does not own")]
+    NotOwned(bitcoin::Txid),
+    /// A fee bump needs a change output to take the fee from.
+    #[error("Transaction {0} has no change output large enough to pay a higher fee")]
+    NoChange(bitcoin::Txid),
 }
 
 /// A coin the wallet can spend.
@@ -298,6 +307,108 @@ impl Wallet {
             output,
         };
         self.sign(&mut tx, &selected);
+        Ok(tx)
+    }
+
+    /// The wallet's coins spent by a mempool transaction, in input order.
+    fn spent_coins(
+        &self,
+        chain: &Chain,
+        txid: &bitcoin::Txid,
+    ) -> Result<(Transaction, Amount, Vec<WalletCoin>), WalletError> {
+        let entry = chain
+            .mempool_entry(txid)
+            .ok_or(WalletError::NotInMempool(*txid))?;
+        let mut coins = Vec::with_capacity(entry.tx.input.len());
+        for input in &entry.tx.input {
+            let txout = chain
+                .lookup_output(&input.previous_output)
+                .ok_or(WalletError::NotOwned(*txid))?;
+            let key_index = self
+                .owns(&txout.script_pubkey)
+                .ok_or(WalletError::NotOwned(*txid))?;
+            coins.push(WalletCoin {
+                outpoint: input.previous_output,
+                txout,
+                confirmations: 0,
+                key_index,
+            });
+        }
+        Ok((entry.tx.clone(), entry.fee, coins))
+    }
+
+    /// `bumpfee`: the same payment with a higher fee taken from the change
+    /// output, paying at least `sat_per_vb` and enough to replace the original
+    /// under BIP125. Returns the replacement and its fee.
+    pub fn bump_fee(
+        &self,
+        chain: &Chain,
+        txid: &bitcoin::Txid,
+        sat_per_vb: Option<u64>,
+    ) -> Result<(Transaction, Amount), WalletError> {
+        let (original, old_fee, coins) = self.spent_coins(chain, txid)?;
+        let vsize = original.vsize() as u64;
+        let incremental = chain.params().incremental_relay_sat_per_kvb;
+        let mut new_fee = old_fee.to_sat() + fee_for(incremental, vsize);
+        if let Some(rate) = sat_per_vb {
+            new_fee = new_fee.max(rate * vsize);
+        }
+        let delta = new_fee - old_fee.to_sat();
+        let change_spk = self.script(0);
+        let mut tx = original.clone();
+        let change = tx
+            .output
+            .iter_mut()
+            .find(|o| o.script_pubkey == change_spk)
+            .ok_or(WalletError::NoChange(*txid))?;
+        let left = change
+            .value
+            .to_sat()
+            .checked_sub(delta)
+            .filter(|v| *v >= change_spk.minimal_non_dust().to_sat());
+        change.value = Amount::from_sat(left.ok_or(WalletError::NoChange(*txid))?);
+        for input in &mut tx.input {
+            input.sequence = Sequence::ENABLE_RBF_NO_LOCKTIME;
+        }
+        self.sign(&mut tx, &coins);
+        Ok((tx, Amount::from_sat(new_fee)))
+    }
+
+    /// A double spend of a mempool transaction: the same coins, all sent to
+    /// `to`, with a fee high enough to replace it.
+    pub fn double_spend(
+        &self,
+        chain: &Chain,
+        txid: &bitcoin::Txid,
+        to: &ScriptBuf,
+    ) -> Result<Transaction, WalletError> {
+        let (original, old_fee, coins) = self.spent_coins(chain, txid)?;
+        let total: u64 = coins.iter().map(|c| c.txout.value.to_sat()).sum();
+        let vsize =
+            TX_OVERHEAD_VBYTES + P2WPKH_INPUT_VBYTES * coins.len() as u64 + 9 + to.len() as u64;
+        let fee = 2 * old_fee.to_sat() + 2 * vsize.max(original.vsize() as u64);
+        let value = total
+            .checked_sub(fee)
+            .filter(|v| *v >= to.minimal_non_dust().to_sat())
+            .ok_or(WalletError::InsufficientFunds)?;
+        let mut tx = Transaction {
+            version: Version::TWO,
+            lock_time: LockTime::ZERO,
+            input: coins
+                .iter()
+                .map(|c| TxIn {
+                    previous_output: c.outpoint,
+                    script_sig: ScriptBuf::new(),
+                    sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
+                    witness: Witness::new(),
+                })
+                .collect(),
+            output: vec![TxOut {
+                value: Amount::from_sat(value),
+                script_pubkey: to.clone(),
+            }],
+        };
+        self.sign(&mut tx, &coins);
         Ok(tx)
     }
 
