@@ -551,6 +551,15 @@ impl BitcoinSim {
         self.shared.lock()?.double_spend(txid, &to.script_pubkey())
     }
 
+    /// Mempool policy for conflicting spends: with full RBF on (Bitcoin
+    /// Core 28's default, and this node's) any unconfirmed transaction can be
+    /// replaced; off, only those signalling BIP125, others are refused with
+    /// `txn-mempool-conflict`. Not persisted: a restart turns it back on.
+    pub async fn set_full_rbf(&self, on: bool) -> Result<(), SimError> {
+        self.shared.lock()?.chain.set_full_rbf(on);
+        Ok(())
+    }
+
     /// Ids of the transactions in the mempool.
     pub async fn mempool(&self) -> Vec<Txid> {
         match self.shared.lock() {

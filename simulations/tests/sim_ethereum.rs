@@ -459,12 +459,30 @@ async fn automine_snapshot_and_revert() {
     assert_eq!(rpc.call("evm_revert", json!([snap.clone()])).await, true);
     assert_eq!(sim.block_number().await, 1);
     assert_eq!(sim.balance(erin).await, U256::from(ETH));
+    // The faucet is unlocked for eth_sendTransaction, like anvil's dev accounts.
+    let faucet = sim.faucet_address().await;
+    let sent = rpc
+        .call(
+            "eth_sendTransaction",
+            json!([{"from": faucet, "to": erin, "value": "0x10"}]),
+        )
+        .await;
+    let receipts = rpc.call("eth_getBlockReceipts", json!(["latest"])).await;
+    assert_eq!(receipts[0]["transactionHash"], sent);
+    assert_eq!(sim.balance(erin).await, U256::from(ETH + 16));
+    let (code, _) = rpc
+        .fail(
+            "eth_sendTransaction",
+            json!([{"from": erin, "to": faucet, "value": "0x1"}]),
+        )
+        .await;
+    assert_eq!(code, -32000);
     // A snapshot is used up by reverting to it.
     assert_eq!(rpc.call("evm_revert", json!([snap])).await, false);
 
     for tag in ["latest", "safe", "finalized", "pending"] {
         let b = rpc.call("eth_getBlockByNumber", json!([tag, false])).await;
-        assert!(quantity(&b["number"]) <= 1, "{tag}");
+        assert!(quantity(&b["number"]) <= 2, "{tag}");
     }
 }
 

@@ -256,6 +256,11 @@ impl Chain {
         &self.params
     }
 
+    /// Switches full-RBF policy (Core's `-mempoolfullrbf`) on or off.
+    pub fn set_full_rbf(&mut self, on: bool) {
+        self.params.full_rbf = on;
+    }
+
     // ----- queries -------------------------------------------------------
 
     /// Height of the active tip.

@@ -458,6 +458,33 @@ fn dispatch(shared: &EthShared, method: &str, p: &[Value]) -> Result<Value, RpcE
                 None => Ok(Value::Null),
             }
         }
+        "eth_getBlockReceipts" => match resolve_block(chain, param(p, 0))? {
+            Some(n) => match chain.block(n) {
+                Some(b) => Ok(Value::Array(
+                    (0..b.txs.len())
+                        .map(|i| receipt_json(b, i))
+                        .collect::<Result<_, _>>()?,
+                )),
+                None => Ok(Value::Null),
+            },
+            None => Ok(Value::Null),
+        },
+        "eth_sendTransaction" => {
+            // Only the faucet (anvil's first dev account) is unlocked.
+            let obj = param(p, 0)
+                .and_then(Value::as_object)
+                .ok_or_else(|| RpcError::invalid("missing transaction object"))?;
+            let from = parse_address(obj.get("from"))?;
+            if from != node.faucet_address() {
+                return Err(RpcError::server(format!("no signer available for {from}")));
+            }
+            let to = parse_address(obj.get("to"))?;
+            let value = match obj.get("value") {
+                None | Some(Value::Null) => U256::ZERO,
+                Some(v) => parse_u256(v)?,
+            };
+            Ok(json!(node.fund(to, value)?))
+        }
         "eth_getTransactionReceipt" => {
             let hash = parse_hash(param(p, 0))?;
             match chain.find_tx(&hash) {
