@@ -303,7 +303,10 @@ impl Node {
             Err(TxReject::AlreadyInMempool) => return Ok(tx.compute_txid()),
             Err(r) => return Err(reject_to_rpc(r)),
         };
-        if max_sat_per_kvb > 0 && plan.fee.to_sat() * 1000 > max_sat_per_kvb * plan.vsize {
+        if max_sat_per_kvb > 0
+            && u128::from(plan.fee.to_sat()) * 1000
+                > u128::from(max_sat_per_kvb) * u128::from(plan.vsize)
+        {
             return Err(RpcError::new(
                 -25,
                 "Fee exceeds maximum configured by user (e.g. -maxtxfee, maxfeerate)",

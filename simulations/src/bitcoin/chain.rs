@@ -193,7 +193,7 @@ pub fn subsidy(params: &ChainParams, height: u32) -> Amount {
 
 /// Fee for `vsize` at `sat_per_kvb`, rounded as Core's `CFeeRate::GetFee`.
 pub fn fee_for(sat_per_kvb: u64, vsize: u64) -> u64 {
-    let fee = sat_per_kvb * vsize / 1000;
+    let fee = u64::try_from(u128::from(sat_per_kvb) * u128::from(vsize) / 1000).unwrap_or(u64::MAX);
     if fee == 0 && vsize != 0 && sat_per_kvb != 0 {
         1
     } else {

@@ -497,9 +497,15 @@ fn dispatch(shared: &Shared, method: &str, raw: &Value) -> Result<Value, RpcErro
             let txid = tx.compute_txid().to_string();
             let wtxid = tx.compute_wtxid().to_string();
             Ok(json!([match node.chain.check_tx(&tx) {
-                Ok(plan) if max > 0 && plan.fee.to_sat() * 1000 > max * plan.vsize => json!({
-                    "txid": txid, "wtxid": wtxid, "allowed": false, "reject-reason": "max-fee-exceeded",
-                }),
+                Ok(plan)
+                    if max > 0
+                        && u128::from(plan.fee.to_sat()) * 1000
+                            > u128::from(max) * u128::from(plan.vsize) =>
+                {
+                    json!({
+                        "txid": txid, "wtxid": wtxid, "allowed": false, "reject-reason": "max-fee-exceeded",
+                    })
+                }
                 Ok(plan) => json!({
                     "txid": txid,
                     "wtxid": wtxid,
@@ -533,7 +539,12 @@ fn dispatch(shared: &Shared, method: &str, raw: &Value) -> Result<Value, RpcErro
             let n = p.u64_or(0, "nblocks", 1)?;
             let addr = parse_regtest_address(p.str(1, "address")?)
                 .map_err(|_| RpcError::new(-5, "Error: Invalid address"))?;
-            let n = u32::try_from(n).map_err(|_| RpcError::new(-8, "nblocks out of range"))?;
+            let n = u32::try_from(n)
+                .ok()
+                .filter(|n| *n <= 100_000)
+                .ok_or_else(|| {
+                    RpcError::new(-8, "nblocks out of range (at most 100000 per call)")
+                })?;
             let hashes = node.mine(n, &addr.script_pubkey())?;
             Ok(json!(hashes
                 .iter()
@@ -623,6 +634,7 @@ fn dispatch(shared: &Shared, method: &str, raw: &Value) -> Result<Value, RpcErro
             let subtract = p.bool_or(4, false);
             let sat_per_vb = match p.get(9) {
                 None => WALLET_SAT_PER_VB,
+                // fee_rate is in sat/vB; parsed as an exact decimal, fractions dropped.
                 Some(v) => parse_btc(v)?.to_sat() / 100_000_000,
             }
             .max(1);

@@ -248,7 +248,7 @@ impl Wallet {
         let mut selected = Vec::new();
         let mut total = 0u64;
         let mut fee = 0u64;
-        let rate = sat_per_vb.max(1) * 1000;
+        let rate = sat_per_vb.max(1).saturating_mul(1000);
         let mut enough = false;
         for c in coins {
             total += c.txout.value.to_sat();
@@ -351,7 +351,7 @@ impl Wallet {
         let incremental = chain.params().incremental_relay_sat_per_kvb;
         let mut new_fee = old_fee.to_sat() + fee_for(incremental, vsize);
         if let Some(rate) = sat_per_vb {
-            new_fee = new_fee.max(rate * vsize);
+            new_fee = new_fee.max(rate.saturating_mul(vsize));
         }
         let delta = new_fee - old_fee.to_sat();
         let change_spk = self.script(0);

@@ -518,12 +518,12 @@ impl EthChain {
             }
         }
         let cost = |t: &TxEnvelope| {
-            U256::from(t.gas_limit()) * U256::from(t.max_fee_per_gas()) + t.value()
+            (U256::from(t.gas_limit()) * U256::from(t.max_fee_per_gas())).saturating_add(t.value())
         };
         let mut want = cost(tx);
         for ((_, n), p) in self.pool.range((from, state.nonce)..=(from, u64::MAX)) {
             if *n != nonce {
-                want += cost(&p.tx);
+                want = want.saturating_add(cost(&p.tx));
             }
         }
         if state.balance < want {
@@ -605,22 +605,25 @@ impl EthChain {
             }
             let price = u128::from(base_fee) + tip;
             let mut sender = self.account(&p.from);
-            let upfront = U256::from(p.tx.gas_limit()) * U256::from(price) + p.tx.value();
+            let upfront =
+                (U256::from(p.tx.gas_limit()) * U256::from(price)).saturating_add(p.tx.value());
             if sender.balance < upfront {
                 skipped.push(p.from);
                 continue;
             }
             let fee = U256::from(gas) * U256::from(price);
-            sender.balance -= fee + p.tx.value();
+            sender.balance = sender.balance.saturating_sub(fee.saturating_add(p.tx.value()));
             sender.nonce += 1;
             self.set_account(p.from, sender, number);
             if let Some(to) = p.tx.to() {
                 let mut r = self.account(&to);
-                r.balance += p.tx.value();
+                r.balance = r.balance.saturating_add(p.tx.value());
                 self.set_account(to, r, number);
             }
             let mut miner = self.account(&beneficiary);
-            miner.balance += U256::from(gas) * U256::from(tip);
+            miner.balance = miner
+                .balance
+                .saturating_add(U256::from(gas) * U256::from(tip));
             self.set_account(beneficiary, miner, number);
             gas_used += gas;
             self.pool.remove(&(p.from, p.tx.nonce()));
