@@ -612,7 +612,9 @@ impl EthChain {
                 continue;
             }
             let fee = U256::from(gas) * U256::from(price);
-            sender.balance = sender.balance.saturating_sub(fee.saturating_add(p.tx.value()));
+            sender.balance = sender
+                .balance
+                .saturating_sub(fee.saturating_add(p.tx.value()));
             sender.nonce += 1;
             self.set_account(p.from, sender, number);
             if let Some(to) = p.tx.to() {
