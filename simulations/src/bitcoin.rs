@@ -5,6 +5,27 @@
 //!
 //! The chain logic lives in [`chain`] (pure), the faucet in [`wallet`]
 //! (pure), persistence in `store` and the HTTP server in `rpc`.
+//!
+//! RPC methods: getblockchaininfo, getbestblockhash, getblockcount,
+//! getblockhash, getblock (0/1/2), getblockheader, getchaintips,
+//! getrawmempool, getmempoolentry, getmempoolinfo, getrawtransaction (as with
+//! `-txindex=1`), gettxout, decoderawtransaction, sendrawtransaction,
+//! testmempoolaccept (one transaction), estimatesmartfee, generatetoaddress,
+//! generateblock, invalidateblock, reconsiderblock, getnewaddress,
+//! sendtoaddress, bumpfee, listunspent, getbalance, getbalances,
+//! listwallets, getnetworkinfo, uptime. Wallet methods also answer on
+//! `/wallet/<name>`.
+//!
+//! Deliberate differences from bitcoind:
+//! - Scripts verified: P2WPKH, P2SH-P2WPKH, P2TR key path, P2PKH. Other
+//!   spends (P2WSH, bare scripts, taproot script paths) are refused with
+//!   `bad-txns-nonstandard-inputs (...)` rather than interpreted.
+//! - Full RBF is on (Core 28's default); [`BitcoinSim::set_full_rbf`] turns
+//!   it off. No ancestor/descendant count limits, no BIP68 relative locks,
+//!   no package relay; locktime finality is checked.
+//! - `chainwork` and difficulty are computed; there are no peers, headers
+//!   arrive only through the node's own miner.
+//! - Amounts are printed exactly with eight decimals, as bitcoind does.
 
 pub mod chain;
 mod rpc;

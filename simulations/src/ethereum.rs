@@ -6,6 +6,24 @@
 //! The chain logic is in [`chain`] (pure); persistence is an append-only
 //! event log (`store`); the HTTP server is `rpc`. ERC-20 support would add
 //! an EVM behind [`chain::EthChain::mine_block`]'s execution step.
+//!
+//! RPC methods: web3_clientVersion, net_version, net_listening, eth_chainId,
+//! eth_blockNumber, eth_getBlockByNumber, eth_getBlockByHash,
+//! eth_getBlockReceipts, eth_getBlockTransactionCountByNumber,
+//! eth_getBalance (historical too), eth_getTransactionCount (latest,
+//! pending, historical), eth_sendRawTransaction, eth_sendTransaction (from
+//! the faucet only), eth_getTransactionByHash, eth_getTransactionReceipt,
+//! eth_gasPrice, eth_maxPriorityFeePerGas, eth_feeHistory, eth_estimateGas,
+//! eth_call (`0x`), eth_getCode (`0x`), eth_getStorageAt, eth_getLogs (`[]`),
+//! eth_syncing, eth_accounts, txpool_content, evm_mine, anvil_mine /
+//! hardhat_mine, anvil_setBalance / hardhat_setBalance, evm_snapshot /
+//! evm_revert. Tags: latest, pending (= latest), earliest, safe (head - 32),
+//! finalized (head - 64).
+//!
+//! Deliberate differences from geth/anvil: no EVM (transfers only, contract
+//! creation refused); future nonces are refused (`nonce too high`) rather
+//! than queued; `stateRoot` is a keccak of the account list, not a trie
+//! root; snapshots are not kept across restarts.
 
 pub mod chain;
 mod rpc;
