@@ -17,9 +17,10 @@
 //! `/wallet/<name>`.
 //!
 //! Deliberate differences from bitcoind:
-//! - Scripts verified: P2WPKH, P2SH-P2WPKH, P2TR key path, P2PKH. Other
-//!   spends (P2WSH, bare scripts, taproot script paths) are refused with
-//!   `bad-txns-nonstandard-inputs (...)` rather than interpreted.
+//! - Scripts verified: P2WPKH, P2SH-P2WPKH, P2WSH m-of-n multisig, P2TR key
+//!   path, P2PKH. Other spends (other P2WSH scripts, bare scripts, taproot
+//!   script paths) are refused with `bad-txns-nonstandard-inputs (...)`
+//!   rather than interpreted.
 //! - Full RBF is on (Core 28's default); [`BitcoinSim::set_full_rbf`] turns
 //!   it off. No ancestor/descendant count limits, no BIP68 relative locks,
 //!   no package relay; locktime finality is checked.

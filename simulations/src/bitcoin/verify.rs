@@ -1,5 +1,6 @@
 //! Script verification for the output types the simulated node understands:
-//! P2WPKH, P2SH-wrapped P2WPKH, P2TR key path and P2PKH, with real sighashes
+//! P2WPKH, P2SH-wrapped P2WPKH, P2WSH m-of-n multisig, P2TR key path and
+//! P2PKH, with real sighashes
 //! (`bitcoin::sighash`) and secp256k1 signature checks.
 //!
 //! Failure messages are Bitcoin Core's script error strings, so a rejected
@@ -86,6 +87,11 @@ fn verify_input(
             return Err(InputFailure::Mandatory(WITNESS_MALLEATED));
         }
         verify_p2tr(cache, tx, index, spk, prevouts)
+    } else if spk.is_p2wsh() {
+        if !input.script_sig.is_empty() {
+            return Err(InputFailure::Mandatory(WITNESS_MALLEATED));
+        }
+        verify_p2wsh_multisig(cache, tx, index, spk, prevout)
     } else if spk.is_p2pkh() {
         if !input.witness.is_empty() {
             return Err(InputFailure::Mandatory(WITNESS_UNEXPECTED));
@@ -97,7 +103,7 @@ fn verify_input(
         Err(InputFailure::Mandatory(OP_RETURN))
     } else {
         Err(InputFailure::Unsupported(
-            "only P2WPKH, P2SH-P2WPKH, P2TR key-path and P2PKH inputs are verified by this node",
+            "only P2WPKH, P2SH-P2WPKH, P2WSH multisig, P2TR key-path and P2PKH inputs are verified by this node",
         ))
     }
 }
@@ -176,6 +182,94 @@ fn verify_p2wpkh(
         .p2wpkh_signature_hash(index, program_script, prevout.value, sighash_type)
         .map_err(|_| InputFailure::Mandatory(EVAL_FALSE))?;
     check_ecdsa(&sig, hash.to_byte_array(), pk)
+}
+
+/// `OP_m <key>... OP_n OP_CHECKMULTISIG`: (m, keys).
+fn parse_multisig(script: &Script) -> Option<(usize, Vec<Vec<u8>>)> {
+    use bitcoin::opcodes::all::{OP_CHECKMULTISIG, OP_PUSHNUM_1, OP_PUSHNUM_16};
+    let small = |op: bitcoin::Opcode| {
+        let c = op.to_u8();
+        (OP_PUSHNUM_1.to_u8()..=OP_PUSHNUM_16.to_u8())
+            .contains(&c)
+            .then(|| usize::from(c - OP_PUSHNUM_1.to_u8() + 1))
+    };
+    let ins: Vec<Instruction> = script.instructions().collect::<Result<_, _>>().ok()?;
+    let (first, rest) = ins.split_first()?;
+    let (last, rest) = rest.split_last()?;
+    let (count, keys) = rest.split_last()?;
+    let m = match first {
+        Instruction::Op(op) => small(*op)?,
+        _ => return None,
+    };
+    let n = match count {
+        Instruction::Op(op) => small(*op)?,
+        _ => return None,
+    };
+    if *last != Instruction::Op(OP_CHECKMULTISIG) || keys.len() != n || m > n {
+        return None;
+    }
+    let keys = keys
+        .iter()
+        .map(|k| match k {
+            Instruction::PushBytes(b) => Some(b.as_bytes().to_vec()),
+            _ => None,
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some((m, keys))
+}
+
+fn verify_p2wsh_multisig(
+    cache: &mut SighashCache<&Transaction>,
+    tx: &Transaction,
+    index: usize,
+    spk: &Script,
+    prevout: &TxOut,
+) -> Result<(), InputFailure> {
+    let items: Vec<&[u8]> = tx.input[index].witness.iter().collect();
+    let Some((script, stack)) = items.split_last() else {
+        return Err(InputFailure::Mandatory(WITNESS_EMPTY));
+    };
+    let script = Script::from_bytes(script);
+    if script.wscript_hash().as_byte_array()[..] != spk.as_bytes()[2..34] {
+        return Err(InputFailure::Mandatory(WITNESS_MISMATCH));
+    }
+    let Some((m, keys)) = parse_multisig(script) else {
+        return Err(InputFailure::Unsupported(
+            "P2WSH inputs are verified only for m-of-n CHECKMULTISIG scripts",
+        ));
+    };
+    // Stack: the dummy element, then m signatures in key order.
+    let Some((dummy, sigs)) = stack.split_first() else {
+        return Err(InputFailure::Mandatory(EVAL_FALSE));
+    };
+    if !dummy.is_empty() {
+        return Err(InputFailure::Mandatory(
+            "Dummy CHECKMULTISIG argument must be zero",
+        ));
+    }
+    if sigs.len() != m {
+        return Err(InputFailure::Mandatory(EVAL_FALSE));
+    }
+    let mut key_iter = keys.iter();
+    for sig in sigs {
+        let Some((sig, sighash_type)) = parse_ecdsa(sig)? else {
+            return Err(InputFailure::Mandatory(EVAL_FALSE));
+        };
+        let Ok(sighash_type) = bitcoin::EcdsaSighashType::from_standard(sighash_type) else {
+            return Err(InputFailure::Mandatory(EVAL_FALSE));
+        };
+        let hash = cache
+            .p2wsh_signature_hash(index, script, prevout.value, sighash_type)
+            .map_err(|_| InputFailure::Mandatory(EVAL_FALSE))?;
+        // Signatures must match keys in order; a key may be skipped.
+        let matched = key_iter
+            .by_ref()
+            .any(|k| check_ecdsa(&sig, hash.to_byte_array(), k).is_ok());
+        if !matched {
+            return Err(InputFailure::Mandatory(EVAL_FALSE));
+        }
+    }
+    Ok(())
 }
 
 fn verify_p2pkh(
@@ -389,6 +483,63 @@ mod tests {
             verify_transaction(&tx, &[prevout]),
             Err(InputFailure::Mandatory(SCHNORR_SIG))
         );
+    }
+
+    #[test]
+    fn p2wsh_two_of_three() {
+        let sks = [key(41), key(42), key(43)];
+        let pks: Vec<bitcoin::PublicKey> = sks
+            .iter()
+            .map(|k| bitcoin::PublicKey::new(k.public_key(secp())))
+            .collect();
+        let script = bitcoin::script::Builder::new()
+            .push_int(2)
+            .push_key(&pks[0])
+            .push_key(&pks[1])
+            .push_key(&pks[2])
+            .push_int(3)
+            .push_opcode(bitcoin::opcodes::all::OP_CHECKMULTISIG)
+            .into_script();
+        let prevout = TxOut {
+            value: Amount::from_sat(50_000),
+            script_pubkey: ScriptBuf::new_p2wsh(&script.wscript_hash()),
+        };
+        let mut tx = spend_of(&prevout);
+        let hash = SighashCache::new(&tx)
+            .p2wsh_signature_hash(0, &script, prevout.value, EcdsaSighashType::All)
+            .expect("sighash");
+        let sign = |sk: &SecretKey| {
+            let s = secp().sign_ecdsa(&Message::from_digest(hash.to_byte_array()), sk);
+            bitcoin::ecdsa::Signature {
+                signature: s,
+                sighash_type: EcdsaSighashType::All,
+            }
+            .serialize()
+            .to_vec()
+        };
+        let witness = |sigs: Vec<Vec<u8>>| {
+            let mut items = vec![Vec::new()];
+            items.extend(sigs);
+            items.push(script.to_bytes());
+            Witness::from_slice(&items)
+        };
+        tx.input[0].witness = witness(vec![sign(&sks[0]), sign(&sks[2])]);
+        assert_eq!(
+            verify_transaction(&tx, std::slice::from_ref(&prevout)),
+            Ok(())
+        );
+        // Out of key order fails, as in Core.
+        tx.input[0].witness = witness(vec![sign(&sks[2]), sign(&sks[0])]);
+        assert_eq!(
+            verify_transaction(&tx, std::slice::from_ref(&prevout)),
+            Err(InputFailure::Mandatory(EVAL_FALSE))
+        );
+        // One signature is not enough.
+        tx.input[0].witness = witness(vec![sign(&sks[1])]);
+        assert!(verify_transaction(&tx, std::slice::from_ref(&prevout)).is_err());
+        // A signature by a stranger is not either.
+        tx.input[0].witness = witness(vec![sign(&sks[0]), sign(&key(44))]);
+        assert!(verify_transaction(&tx, &[prevout]).is_err());
     }
 
     #[test]
