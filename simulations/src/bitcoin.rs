@@ -240,7 +240,7 @@ impl Node {
             let _ = node.chain.accept_tx(tx, now);
         }
         node.rewrite_mempool()?;
-        if node.chain.height() == 0 && initial_blocks > 0 {
+        if n_blocks == 0 && initial_blocks > 0 {
             let spk = node.wallet.mining_address().script_pubkey();
             node.mine(initial_blocks, &spk)?;
         }
