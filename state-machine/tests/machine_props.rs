@@ -348,6 +348,7 @@ fn check_accounts(swap: &Swap) -> Result<(), TestCaseError> {
 fn drive_to_end(
     mut swap: Swap,
     mut now: i64,
+    operator: bool,
     history: &mut History,
 ) -> Result<(Swap, i64), TestCaseError> {
     for round in 0..30 {
@@ -390,6 +391,19 @@ fn drive_to_end(
             }
         }
         inputs.push(SwapInput::Tick);
+        if operator && swap.state_name() == "manual_review" {
+            // An operator pays out if that is allowed, else refunds, else fails
+            // the swap (the first decision accepted wins).
+            for decision in [
+                OperatorDecision::PayOut,
+                OperatorDecision::Refund,
+                OperatorDecision::Fail {
+                    reason: "gave up".to_owned(),
+                },
+            ] {
+                inputs.push(SwapInput::OperatorDecision(decision));
+            }
+        }
         for input in inputs {
             now += 4_000;
             swap = checked_step(&swap, &input, at(now), history)?;
@@ -463,6 +477,7 @@ proptest! {
     fn invariants_hold_along_any_sequence(
         amounts in amounts(),
         with_refund_address in any::<bool>(),
+        operator_resolves in any::<bool>(),
         ops in proptest::collection::vec((op(), 0i64..900), 0..60),
     ) {
         let mut swap = open(with_refund_address.then_some(REFUND_ADDRESS));
@@ -481,8 +496,11 @@ proptest! {
                 }
             }
         }
-        let (end, _) = drive_to_end(swap, now, &mut history)?;
+        let (end, _) = drive_to_end(swap, now, operator_resolves, &mut history)?;
         check_ends(&end)?;
+        if operator_resolves {
+            prop_assert_ne!(end.state_name(), "manual_review", "an operator decided");
+        }
     }
 }
 
