@@ -701,3 +701,69 @@ fn a_settled_deposit_reorganised_after_completion_is_named() {
         Some("deposit d1:0 is dropped after the swap was settled; an operator must check it")
     );
 }
+
+#[test]
+fn operator_refund_never_reuses_a_refund_id_for_another_amount() {
+    // Two deposits make the swap; it is refunded; one of them is then
+    // double-spent: the ordered refund (for both) no longer matches.
+    let (swap, actions) = run(
+        &open(Some(REFUND_ADDRESS)),
+        vec![
+            (10, deposit("d1", 500_000, confirmed(2))),
+            (11, deposit("d2", 100_000, confirmed(2))),
+            (20, SwapInput::RefundRequested),
+        ],
+    );
+    assert_eq!(describe_all(&actions), "release pay(refund,600000)");
+    let (review, _) = run(
+        &swap,
+        vec![
+            (30, deposit("d2", 100_000, unconfirmed())),
+            (40, deposit("d2", 100_000, dropped())),
+        ],
+    );
+    assert_eq!(review.status(), SwapStatus::ManualReview);
+    let e = review
+        .apply(
+            &SwapInput::OperatorDecision(OperatorDecision::Refund),
+            at(50),
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("already ordered for 600000"), "{e}");
+    assert!(review
+        .apply(
+            &SwapInput::OperatorDecision(OperatorDecision::PayOut),
+            at(50)
+        )
+        .is_err());
+    let t = step(
+        &review,
+        SwapInput::OperatorDecision(OperatorDecision::Fail {
+            reason: "refund sent for a double-spent deposit".to_owned(),
+        }),
+        at(50),
+    );
+    assert_eq!(t.swap.status(), SwapStatus::Failed);
+    assert!(
+        t.actions.is_empty(),
+        "the lock was released with the refund"
+    );
+
+    // While the lost deposit is only reorganised (not dropped), the operator
+    // may repeat the refund: the same id and amount.
+    let (review, _) = run(&swap, vec![(30, deposit("d2", 100_000, unconfirmed()))]);
+    let t = step(
+        &review,
+        SwapInput::OperatorDecision(OperatorDecision::Refund),
+        at(50),
+    );
+    assert_eq!(
+        t.swap.status(),
+        SwapStatus::RefundRequired,
+        "waits for d2 to confirm again"
+    );
+    assert!(t.actions.is_empty());
+    let t = step(&t.swap, deposit("d2", 100_000, confirmed(2)), at(60));
+    assert_eq!(t.swap.status(), SwapStatus::Refunding);
+    assert_eq!(describe_all(&t.actions), "pay(refund,600000)");
+}

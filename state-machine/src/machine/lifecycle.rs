@@ -1250,10 +1250,12 @@ impl Ctx<'_> {
         };
         if let Some(existing) = self.swap.refunds.get(&order.payment_id) {
             if existing.order != order {
-                return Err(Rejected::CannotRefund(format!(
-                    "refund {} was already ordered for {} base units to {}; the deposits to return now come to {total}",
+                // One id never becomes a second, different payment.
+                self.swap.reason = Some(format!(
+                    "refund {} was already ordered for {} base units to {}, but the deposits to return now come to {total}; an operator must decide",
                     order.payment_id, existing.order.amount, existing.order.address
-                )));
+                ));
+                return Ok(Transition(State::manual_review()));
             }
         }
         let id = order.payment_id.clone();
@@ -1338,6 +1340,15 @@ impl Ctx<'_> {
                     return Err(Rejected::CannotRefund(
                         "no deposit remains to refund; decide fail instead".to_owned(),
                     ));
+                }
+                let total = self.covered_total()?;
+                if let Some(existing) = self.swap.refunds.get(&self.swap.swap_refund_id()) {
+                    if existing.order.amount != total {
+                        return Err(Rejected::CannotRefund(format!(
+                            "refund {} was already ordered for {} base units, but the deposits still there come to {total}; decide fail instead",
+                            existing.order.payment_id, existing.order.amount
+                        )));
+                    }
                 }
                 self.swap.reason = Some("an operator decided to refund".to_owned());
                 self.release_lock();
