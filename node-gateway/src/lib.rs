@@ -311,7 +311,14 @@ impl NodeGateway {
         raw_tx: &[u8],
     ) -> Result<String, BroadcastError> {
         let span = tracing::info_span!("node_gateway.broadcast", %network, bytes = raw_tx.len());
-        let _g = span.enter();
+        tracing::Instrument::instrument(self.broadcast_inner(network, raw_tx), span).await
+    }
+
+    async fn broadcast_inner(
+        &self,
+        network: Network,
+        raw_tx: &[u8],
+    ) -> Result<String, BroadcastError> {
         let result = match (network, &self.inner.bitcoin, &self.inner.ethereum) {
             (Network::Bitcoin(_), Some((n, rpc)), _) if *n == network => rpc
                 .send_raw_transaction_hex(&hex::encode(raw_tx))
