@@ -239,6 +239,24 @@ impl EthRpc {
             .await
     }
 
+    /// The node's pending (executable) pool transactions (`txpool_content`,
+    /// offered by geth, reth and anvil when the `txpool` namespace is on).
+    pub async fn txpool_pending(&self) -> Result<Vec<EthTransaction>, RpcError> {
+        #[derive(Deserialize)]
+        struct Content {
+            #[serde(default)]
+            pending: std::collections::BTreeMap<
+                String,
+                std::collections::BTreeMap<String, EthTransaction>,
+            >,
+        }
+        let c: Content = self.transport.call("txpool_content", json!([])).await?;
+        Ok(c.pending
+            .into_values()
+            .flat_map(|m| m.into_values())
+            .collect())
+    }
+
     /// Wei per gas.
     pub async fn gas_price(&self) -> Result<u128, RpcError> {
         let n: U128 = self.transport.call("eth_gasPrice", json!([])).await?;

@@ -429,12 +429,16 @@ impl ChainSource for BitcoinSource {
     }
 }
 
-/// An Ethereum node as a [`ChainSource`] (no pending transactions yet).
+/// An Ethereum node as a [`ChainSource`], with its pending pool when the
+/// node offers `txpool_content`.
 pub(crate) struct EthSource {
     pub(crate) network: Network,
     pub(crate) rpc: Arc<EthRpc>,
     pub(crate) watch: Arc<WatchList>,
     pub(crate) asset: AssetId,
+    pub(crate) mempool: MempoolTracker,
+    /// Cleared when the node does not offer `txpool_content`.
+    pub(crate) pool_supported: bool,
 }
 
 impl EthSource {
@@ -488,5 +492,47 @@ impl ChainSource for EthSource {
             .get_block_by_hash(&h)
             .await?
             .map(|b| self.matched(b)))
+    }
+
+    async fn poll_mempool(&mut self, tracker: &ChainTracker) -> Result<Vec<ChainEvent>, RpcError> {
+        if !self.pool_supported {
+            return Ok(Vec::new());
+        }
+        for t in self.watch.take_new_txids(self.network) {
+            self.mempool.forget(&t);
+        }
+        let pool = match self.rpc.txpool_pending().await {
+            Ok(p) => p,
+            Err(e) if e.node_code() == Some(-32601) => {
+                tracing::info!("node has no txpool_content; pending transactions are not reported");
+                self.pool_supported = false;
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(e),
+        };
+        let head = self.rpc.block_number().await?;
+        let head_hash = self.hash_at(head).await?;
+        let ids: Vec<String> = pool
+            .iter()
+            .map(|t| format!("0x{}", hex::encode(t.hash)))
+            .collect();
+        let unknown: HashSet<String> = self.mempool.unknown(&ids).into_iter().cloned().collect();
+        let mut events = Vec::new();
+        for (id, tx) in ids.iter().zip(&pool) {
+            if unknown.contains(id) {
+                let matches = self.watch.match_eth_tx(self.network, tx, &self.asset);
+                let spends = vec![format!("{:#x}:{}", tx.from, tx.nonce.to::<u64>())];
+                events.extend(self.mempool.add_spending(id, spends, matches));
+            }
+        }
+        // Departures only against a pool read while our tip was the head.
+        if head_hash.is_some() && tracker.tip().map(|t| &t.hash) == head_hash.as_ref() {
+            let current: HashSet<String> = ids.into_iter().collect();
+            events.extend(
+                self.mempool
+                    .departed(&current, |t| tracker.has_confirmed(t)),
+            );
+        }
+        Ok(events)
     }
 }

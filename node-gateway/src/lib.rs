@@ -2,7 +2,8 @@
 //!
 //! The node gateway is the only part of the engine that talks to chain
 //! nodes. [`NodeGateway::start`] spawns one follower per configured chain;
-//! each polls its node, matches blocks (and, for Bitcoin, the mempool)
+//! each polls its node, matches blocks and the mempool (Ethereum: the
+//! pending pool via `txpool_content`, when the node offers it)
 //! against the persisted watch list, and publishes [`proto::event::ChainEvent`]s
 //! on [`proto::event::topics::CHAIN_EVENTS`]: seen, confirmed at depth
 //! 1..=`max_depth`, unconfirmed by a reorganisation, dropped from the mempool.
@@ -217,6 +218,8 @@ impl NodeGateway {
                         rpc: rpc.clone(),
                         watch: watch.clone(),
                         asset: c.eth_asset.clone(),
+                        mempool: tracker::MempoolTracker::new(network),
+                        pool_supported: true,
                     },
                     tracker: tracker::ChainTracker::new(
                         network,

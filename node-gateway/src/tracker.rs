@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use bitcoin::{OutPoint, Transaction};
+use bitcoin::Transaction;
 use proto::event::{ChainEvent, TxStatus};
 use proto::{Amount, AssetId, Network};
 
@@ -271,20 +271,21 @@ impl ChainTracker {
 
 #[derive(Debug, Clone)]
 struct SeenTx {
-    inputs: Vec<OutPoint>,
+    inputs: Vec<String>,
     matches: Vec<Matched>,
 }
 
 /// What the follower knows of the node's mempool: every transaction it has
-/// looked at, which inputs they spend, and the watched ones it reported seen.
+/// looked at, what they spend (Bitcoin outpoints `txid:vout`, Ethereum
+/// `sender:nonce`), and the watched ones it reported seen.
 #[derive(Debug, Clone)]
 pub struct MempoolTracker {
     network: Network,
     /// Every mempool txid already fetched and matched.
     known: HashSet<String>,
     /// Inputs of the known transactions, to name a replacement.
-    spenders: HashMap<OutPoint, String>,
-    inputs: HashMap<String, Vec<OutPoint>>,
+    spenders: HashMap<String, String>,
+    inputs: HashMap<String, Vec<String>>,
     /// Watched transactions reported seen and not yet confirmed or dropped.
     seen: HashMap<String, SeenTx>,
 }
@@ -325,9 +326,24 @@ impl MempoolTracker {
     /// Records a mempool transaction and what of it matched; returns the
     /// seen events (none when nothing matched or it was already reported).
     pub fn add(&mut self, txid: &str, tx: &Transaction, matches: Vec<Matched>) -> Vec<ChainEvent> {
-        let inputs: Vec<OutPoint> = tx.input.iter().map(|i| i.previous_output).collect();
+        let inputs = tx
+            .input
+            .iter()
+            .map(|i| i.previous_output.to_string())
+            .collect();
+        self.add_spending(txid, inputs, matches)
+    }
+
+    /// Like [`Self::add`], with what the transaction spends spelled out
+    /// (for Ethereum, `sender:nonce`).
+    pub fn add_spending(
+        &mut self,
+        txid: &str,
+        inputs: Vec<String>,
+        matches: Vec<Matched>,
+    ) -> Vec<ChainEvent> {
         for i in &inputs {
-            self.spenders.insert(*i, txid.to_owned());
+            self.spenders.insert(i.clone(), txid.to_owned());
         }
         self.known.insert(txid.to_owned());
         self.inputs.insert(txid.to_owned(), inputs.clone());

@@ -8,7 +8,7 @@ use std::sync::RwLock;
 use bitcoin::{Block, ScriptBuf, Transaction};
 use proto::{Amount, AssetId, Network};
 
-use crate::eth_rpc::EthBlock;
+use crate::eth_rpc::{EthBlock, EthTransaction};
 use crate::tracker::Matched;
 
 #[derive(Debug, Default)]
@@ -142,29 +142,55 @@ impl WatchList {
         };
         let mut out = Vec::new();
         for tx in &block.transactions {
-            let txid = format!("0x{}", hex::encode(tx.hash));
-            if let Some(to) = tx.to {
-                if let Some(address) = net.eth_addresses.get(&to.into_array()) {
-                    if let Ok(wei) = u128::try_from(tx.value) {
-                        if wei > 0 {
-                            out.push(Matched::Output {
-                                txid: txid.clone(),
-                                output: 0,
-                                address: address.clone(),
-                                asset: asset.clone(),
-                                amount: Amount::from_base_units(wei),
-                            });
-                        }
-                    } else {
-                        tracing::warn!(%txid, "transfer value does not fit 128 bits; not reported");
-                    }
-                }
-            }
-            if net.txids.contains(&txid) {
-                out.push(Matched::Tx { txid });
-            }
+            match_eth_tx_in(net, tx, asset, &mut out);
         }
         out
+    }
+
+    /// A native transfer to a watched address, or a watched hash, in one
+    /// Ethereum transaction.
+    pub fn match_eth_tx(
+        &self,
+        network: Network,
+        tx: &EthTransaction,
+        asset: &AssetId,
+    ) -> Vec<Matched> {
+        let r = self.read();
+        let Some(net) = r.get(&network) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        match_eth_tx_in(net, tx, asset, &mut out);
+        out
+    }
+}
+
+fn match_eth_tx_in(
+    net: &NetworkWatch,
+    tx: &EthTransaction,
+    asset: &AssetId,
+    out: &mut Vec<Matched>,
+) {
+    let txid = format!("0x{}", hex::encode(tx.hash));
+    if let Some(to) = tx.to {
+        if let Some(address) = net.eth_addresses.get(&to.into_array()) {
+            if let Ok(wei) = u128::try_from(tx.value) {
+                if wei > 0 {
+                    out.push(Matched::Output {
+                        txid: txid.clone(),
+                        output: 0,
+                        address: address.clone(),
+                        asset: asset.clone(),
+                        amount: Amount::from_base_units(wei),
+                    });
+                }
+            } else {
+                tracing::warn!(%txid, "transfer value does not fit 128 bits; not reported");
+            }
+        }
+    }
+    if net.txids.contains(&txid) {
+        out.push(Matched::Tx { txid });
     }
 }
 

@@ -63,6 +63,9 @@ async fn native_deposit_confirmed_then_reorganised_away() -> anyhow::Result<()> 
     let wei = U256::from(1_500_000_000_000_000_000u128);
     let hash = sim.fund(to, wei).await?;
     let txid = format!("0x{}", hex::encode(hash));
+    events
+        .wait("deposit pending", |e| matches!(e, ChainEvent::Output { txid: t, status: TxStatus::Seen, .. } if *t == txid))
+        .await?;
     sim.mine(3).await?;
 
     let txid_ref = txid.as_str();
