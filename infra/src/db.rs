@@ -68,6 +68,8 @@ impl Db {
                 AnyPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(10))
+                    .test_before_acquire(false)
+                    .before_acquire(ping_if_idle)
                     .connect_with(opts)
                     .await?
             }
@@ -85,6 +87,7 @@ impl Db {
                     .min_connections(if memory { 1 } else { 0 })
                     .idle_timeout(if memory { None } else { Some(Duration::from_secs(600)) })
                     .max_lifetime(if memory { None } else { Some(Duration::from_secs(1800)) })
+                    .test_before_acquire(false)
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             use sqlx::Executor;
@@ -134,6 +137,33 @@ impl Db {
             _ => false,
         }
     }
+}
+
+/// Connections idle for longer than this are pinged before being handed out.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(10);
+
+/// Pool `before_acquire` hook: checks a connection that sat idle for a while
+/// and discards it if the server is gone. sqlx's default `test_before_acquire`
+/// pings on *every* acquire: one extra round trip per transaction on top of
+/// the ping sqlx always sends when a connection is returned (see
+/// docs/BENCHMARKS.md).
+fn ping_if_idle(
+    conn: &mut sqlx::AnyConnection,
+    meta: sqlx::pool::PoolConnectionMetadata,
+) -> futures::future::BoxFuture<'_, Result<bool, sqlx::Error>> {
+    Box::pin(async move {
+        if meta.idle_for < PING_AFTER_IDLE {
+            return Ok(true);
+        }
+        use sqlx::Connection;
+        match conn.ping().await {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                tracing::info!(error = %e, "dropping a dead pooled connection");
+                Ok(false)
+            }
+        }
+    })
 }
 
 /// Milliseconds since the Unix epoch, the time column type of every table.
