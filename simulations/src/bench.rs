@@ -159,11 +159,18 @@ pub struct Benchmark {
 }
 
 /// Every benchmark, in `--all` order.
-pub const REGISTRY: &[Benchmark] = &[Benchmark {
-    name: "persisted-transition",
-    about: "swap transitions/s persisted by the store on PostgreSQL (one connection) vs pgbench running the same SQL",
-    run: |c| Box::pin(persisted_transition::run(c)),
-}];
+pub const REGISTRY: &[Benchmark] = &[
+    Benchmark {
+        name: "persisted-transition",
+        about: "swap transitions/s persisted by the store on PostgreSQL (one connection, synchronous commit) vs pgbench running the same SQL",
+        run: |c| Box::pin(persisted_transition::run(c)),
+    },
+    Benchmark {
+        name: "persisted-transition-async-commit",
+        about: "the same with synchronous_commit=off on both sides: the client's own cost, not the disk's",
+        run: |c| Box::pin(persisted_transition::run_async_commit(c)),
+    },
+];
 
 /// Looks a benchmark up by name.
 pub fn find(name: &str) -> Result<&'static Benchmark, BenchError> {

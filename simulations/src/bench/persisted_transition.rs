@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use infra::db::Db;
 use serde_json::{json, Value};
-use sqlx::Row;
+use sqlx::{Connection, Row};
 use state_machine::store::{NewEvent, NewSwap, OutboxMessage, StateUpdate, SwapStore};
 use tokio::process::Command;
 use uuid::Uuid;
@@ -61,11 +61,36 @@ fn pgbench_script(first: u64, last: u64) -> String {
     )
 }
 
-/// Runs the benchmark on a scratch database of the configured server.
+/// Runs the benchmark on a scratch database of the configured server, with
+/// synchronous commits (the server's default): every commit waits for its WAL flush.
 pub async fn run(config: &BenchConfig) -> Result<Measurement, BenchError> {
+    run_with(config, Commit::Synchronous).await
+}
+
+/// The same with `synchronous_commit = off` on the scratch database, for both
+/// sides: without the WAL flush per commit, the figure shows the client's own
+/// cost (driver, round trips, serialization) instead of the disk's.
+pub async fn run_async_commit(config: &BenchConfig) -> Result<Measurement, BenchError> {
+    run_with(config, Commit::Asynchronous).await
+}
+
+/// How commits wait for the WAL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Commit {
+    Synchronous,
+    Asynchronous,
+}
+
+async fn run_with(config: &BenchConfig, commit: Commit) -> Result<Measurement, BenchError> {
     let server = config.require_postgres()?;
     let scratch = ScratchDb::create(server).await?;
-    let result = measure(config, &scratch).await;
+    let result = async {
+        if commit == Commit::Asynchronous {
+            scratch.alter("SET synchronous_commit = off").await?;
+        }
+        measure(config, &scratch).await
+    }
+    .await;
     if let Err(e) = scratch.drop_db().await {
         tracing::warn!(error = %e, "could not drop the benchmark database");
     }
@@ -76,8 +101,8 @@ async fn measure(config: &BenchConfig, scratch: &ScratchDb) -> Result<Measuremen
     let db = Db::connect(&scratch.url).await?;
     let store = SwapStore::open(db.clone()).await?;
 
-    // Seed both sides' swaps.
-    for n in 1..=2 * SWAPS_PER_SIDE {
+    // Seed the swaps of the store, pgbench and the unpooled connection.
+    for n in 1..=3 * SWAPS_PER_SIDE {
         let swap = NewSwap {
             swap_id: swap_id(n),
             idempotency_key: None,
@@ -114,6 +139,9 @@ async fn measure(config: &BenchConfig, scratch: &ScratchDb) -> Result<Measuremen
     let secs = config.duration.as_secs().max(1);
     let duration = Duration::from_secs(secs);
     let mut versions = vec![1_i64; SWAPS_PER_SIDE as usize];
+    let mut unpooled_versions = vec![1_i64; SWAPS_PER_SIDE as usize];
+    let mut unpooled = sqlx::AnyConnection::connect(&scratch.url).await?;
+    let (mut unpooled_count, mut unpooled_elapsed) = (0_u64, Duration::ZERO);
     let (mut store_count, mut store_elapsed) = (0_u64, Duration::ZERO);
     let mut baseline_tps = vec![];
     let mut rounds = vec![];
@@ -124,6 +152,11 @@ async fn measure(config: &BenchConfig, scratch: &ScratchDb) -> Result<Measuremen
             store_elapsed += elapsed;
             let tps = pgbench_side(config, &script_path, &scratch.url, secs).await?;
             baseline_tps.push(tps);
+            let (ucount, uelapsed) =
+                unpooled_side(&mut unpooled, &mut unpooled_versions, duration).await?;
+            unpooled_count += ucount;
+            unpooled_elapsed += uelapsed;
+            let unpooled_tps = ucount as f64 / uelapsed.as_secs_f64();
             let store_tps = count as f64 / elapsed.as_secs_f64();
             tracing::info!(
                 round,
@@ -131,7 +164,11 @@ async fn measure(config: &BenchConfig, scratch: &ScratchDb) -> Result<Measuremen
                 pgbench_tps = tps,
                 "persisted-transition round"
             );
-            rounds.push(json!({ "store_tps": round2(store_tps), "pgbench_tps": round2(tps) }));
+            rounds.push(json!({
+                "store_tps": round2(store_tps),
+                "pgbench_tps": round2(tps),
+                "unpooled_any_connection_tps": round2(unpooled_tps),
+            }));
         }
         Ok(())
     }
@@ -149,6 +186,7 @@ async fn measure(config: &BenchConfig, scratch: &ScratchDb) -> Result<Measuremen
         goal: ">=0.8",
         detail: json!({
             "store_transitions": store_count,
+            "unpooled_any_connection_tps": round2(unpooled_count as f64 / unpooled_elapsed.as_secs_f64()),
             "store_seconds": round2(store_elapsed.as_secs_f64()),
             "seconds_per_side_per_round": secs,
             "rounds": rounds,
@@ -208,6 +246,68 @@ async fn store_side(
                 )))
             }
         }
+        count += 1;
+        i = (i + 1) % versions.len();
+    }
+    Ok((count, start.elapsed()))
+}
+
+/// The store's statements on one `AnyConnection` held for the whole run (no
+/// pool), on swaps `2 * SWAPS_PER_SIDE + 1..`: separates the pool's cost from
+/// the driver's.
+async fn unpooled_side(
+    conn: &mut sqlx::AnyConnection,
+    versions: &mut [i64],
+    duration: Duration,
+) -> Result<(u64, Duration), BenchError> {
+    let data = data_json().to_string();
+    let start = Instant::now();
+    let mut count = 0_u64;
+    let mut i = 0_usize;
+    while start.elapsed() < duration {
+        let id = swap_id(2 * SWAPS_PER_SIDE + i as u64 + 1).to_string();
+        let payload = payload_json().to_string();
+        let mut tx = conn.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE swaps SET version = version + 1, state = $1, terminal = $2, data = $3, \
+             updated_at_ms = $4 WHERE swap_id = $5 AND version = $6",
+        )
+        .bind("DepositSeen")
+        .bind(false)
+        .bind(data.as_str())
+        .bind(AT_MS)
+        .bind(id.as_str())
+        .bind(versions[i])
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() != 1 {
+            return Err(BenchError::Invalid(format!(
+                "unpooled update of {id} matched no row"
+            )));
+        }
+        versions[i] += 1;
+        sqlx::query(
+            "INSERT INTO swap_events (event_id, swap_id, version, kind, payload, occurred_at_ms, recorded_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING",
+        )
+        .bind(Uuid::new_v4().to_string())
+        .bind(id.as_str())
+        .bind(versions[i])
+        .bind("DepositSeen")
+        .bind(payload.as_str())
+        .bind(AT_MS)
+        .bind(AT_MS)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO outbox (message_id, topic, key, payload, created_at_ms) VALUES ($1, $2, $3, $4, $5)")
+            .bind(Uuid::new_v4().to_string())
+            .bind("swap.updated")
+            .bind(id.as_str())
+            .bind(payload.as_str())
+            .bind(AT_MS)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         count += 1;
         i = (i + 1) % versions.len();
     }

@@ -34,6 +34,17 @@ impl ScratchDb {
         })
     }
 
+    /// Runs `ALTER DATABASE <name> <clause>`, e.g. `SET synchronous_commit = off`
+    /// (applies to sessions opened afterwards).
+    pub async fn alter(&self, clause: &str) -> Result<(), BenchError> {
+        let mut admin = admin(&self.server_url).await?;
+        admin
+            .execute(format!("ALTER DATABASE {} {clause}", self.name).as_str())
+            .await?;
+        admin.close().await?;
+        Ok(())
+    }
+
     /// Drops the database (closing other sessions on it).
     pub async fn drop_db(self) -> Result<(), BenchError> {
         let mut admin = admin(&self.server_url).await?;
