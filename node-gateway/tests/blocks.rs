@@ -503,3 +503,43 @@ fn txids_are_canonicalised_per_chain() {
     );
     assert_eq!(node_gateway::canonical_txid(eth, &h), None);
 }
+
+#[test]
+fn an_ethereum_pending_transfer_replaced_by_sender_and_nonce_is_dropped() {
+    let net = Network::Ethereum(EthereumNetwork::Dev);
+    let mut m = MempoolTracker::new(net);
+    let deposit = Matched::Output {
+        txid: format!("0x{}", "aa".repeat(32)),
+        output: 0,
+        address: "0xAbC".into(),
+        asset: AssetId::new("ETH").unwrap(),
+        amount: Amount::from_base_units(5),
+    };
+    let sender_nonce = format!("0x{}:7", "11".repeat(20));
+    let seen = m.add_spending(
+        deposit.txid(),
+        vec![sender_nonce.clone()],
+        vec![deposit.clone()],
+    );
+    assert!(matches!(
+        seen.as_slice(),
+        [ChainEvent::Output {
+            status: TxStatus::Seen,
+            ..
+        }]
+    ));
+    let replacement = format!("0x{}", "bb".repeat(32));
+    assert!(m
+        .add_spending(&replacement, vec![sender_nonce], vec![])
+        .is_empty());
+    let ev = m.departed(&[replacement.clone()].into(), |_| false);
+    assert_eq!(
+        ev,
+        vec![deposit.event(
+            net,
+            TxStatus::Dropped {
+                replaced_by: Some(replacement)
+            }
+        )]
+    );
+}
