@@ -185,9 +185,14 @@ async fn swap_with_kill(kill_at: &[SwapStatus]) -> anyhow::Result<()> {
     // Drive until the kill point, then SIGKILL.
     let mut engine = Some(engine);
     let deadline = Instant::now() + Duration::from_secs(120);
+    let mut mined = 0u64;
+    let mut seen = Vec::new();
     loop {
         let e = engine.as_ref().expect("engine");
         let view = get_swap(&e.api, &id).await?;
+        if seen.last() != Some(&view.status) {
+            seen.push(view.status);
+        }
         if killed_at.is_none() && (kill_at.contains(&view.status) || view.status.is_terminal()) {
             killed_at = Some(view.status);
             engine.take().expect("engine").kill9();
@@ -204,11 +209,21 @@ async fn swap_with_kill(kill_at: &[SwapStatus]) -> anyhow::Result<()> {
             );
             break;
         }
+        // One block at a time, and only once the engine has seen the last
+        // one, so that every intermediate state can be observed.
+        let confirmations = view
+            .deposits
+            .iter()
+            .map(|d| d.confirmations)
+            .max()
+            .unwrap_or(0);
         if matches!(
             view.status,
             SwapStatus::DepositSeen | SwapStatus::Confirming
-        ) {
+        ) && confirmations >= mined
+        {
             rpc(&e.btc, false, "generatetoaddress", json!([1, miner])).await?;
+            mined += 1;
         }
         if Instant::now() > deadline {
             bail!("swap stuck at {:?} (killed at {killed_at:?})", view.status);
@@ -218,7 +233,7 @@ async fn swap_with_kill(kill_at: &[SwapStatus]) -> anyhow::Result<()> {
     let e = engine.as_ref().expect("engine");
     assert!(
         killed_at.is_some_and(|s| kill_at.contains(&s)),
-        "the kill point {kill_at:?} was never observed (first seen: {killed_at:?})"
+        "the kill point {kill_at:?} was never observed (first seen: {killed_at:?}; statuses {seen:?})"
     );
 
     // Exactly the quoted amount arrived, in exactly one transaction from
