@@ -24,4 +24,4 @@ eval "$(scripts/kafka.sh)"
 export TEST_DATABASE_URL TEST_KAFKA_BROKERS
 
 echo "test.sh: cargo test (target dir $CARGO_TARGET_DIR)" >&2
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked --no-fail-fast "$@"
