@@ -72,13 +72,26 @@ async fn main() -> Result<()> {
             .map(|n| bench::find(n))
             .collect::<Result<_, _>>()?
     };
+    let mut database_url = args
+        .database_url
+        .or_else(|| std::env::var("TEST_DATABASE_URL").ok());
+    let mut pgbench = args.pgbench;
+    if database_url.is_none() {
+        // No server named: set up the project's local PostgreSQL, as the
+        // test command does.
+        let setup = local_postgres().context("setting up PostgreSQL with scripts/pg.sh")?;
+        database_url = setup.get("BENCH_DATABASE_URL").cloned();
+        if pgbench == "pgbench" {
+            if let Some(p) = setup.get("PGBENCH") {
+                pgbench = p.clone();
+            }
+        }
+    }
     let config = BenchConfig {
-        database_url: args
-            .database_url
-            .or_else(|| std::env::var("TEST_DATABASE_URL").ok()),
+        database_url,
         duration: Duration::from_secs(args.duration_secs),
         rounds: args.rounds,
-        pgbench: args.pgbench,
+        pgbench,
     };
 
     let mut results = vec![];
@@ -108,4 +121,42 @@ async fn main() -> Result<()> {
         std::process::exit(2);
     }
     Ok(())
+}
+
+/// Runs the project's `scripts/pg.sh` (installs and starts a local
+/// PostgreSQL) and returns the variables it exports.
+fn local_postgres() -> Result<std::collections::BTreeMap<String, String>> {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/pg.sh");
+    if !script.exists() {
+        bail!(
+            "no database URL and no {}: pass --database-url or set BENCH_DATABASE_URL",
+            script.display()
+        );
+    }
+    eprintln!(
+        "swap-bench: no database URL given; running {}",
+        script.display()
+    );
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !out.status.success() {
+        bail!("{} failed ({})", script.display(), out.status);
+    }
+    let mut vars = std::collections::BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if let Some((k, v)) = line
+            .trim()
+            .strip_prefix("export ")
+            .and_then(|l| l.split_once('='))
+        {
+            vars.insert(
+                k.to_owned(),
+                v.trim_matches(|c| c == '\'' || c == '"').to_owned(),
+            );
+        }
+    }
+    Ok(vars)
 }
