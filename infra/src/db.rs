@@ -12,7 +12,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::any::{AnyPoolOptions, AnyConnectOptions};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, ConnectOptions};
 
@@ -77,7 +77,11 @@ impl Db {
                 let memory = url.contains(":memory:") || url.contains("mode=memory");
                 let mut u = url.to_owned();
                 if !memory && !u.contains("mode=") {
-                    u.push_str(if u.contains('?') { "&mode=rwc" } else { "?mode=rwc" });
+                    u.push_str(if u.contains('?') {
+                        "&mode=rwc"
+                    } else {
+                        "?mode=rwc"
+                    });
                 }
                 let opts = AnyConnectOptions::from_str(&u)?.disable_statement_logging();
                 // A memory database lives only as long as its one connection.
@@ -85,8 +89,16 @@ impl Db {
                 AnyPoolOptions::new()
                     .max_connections(max)
                     .min_connections(if memory { 1 } else { 0 })
-                    .idle_timeout(if memory { None } else { Some(Duration::from_secs(600)) })
-                    .max_lifetime(if memory { None } else { Some(Duration::from_secs(1800)) })
+                    .idle_timeout(if memory {
+                        None
+                    } else {
+                        Some(Duration::from_secs(600))
+                    })
+                    .max_lifetime(if memory {
+                        None
+                    } else {
+                        Some(Duration::from_secs(1800))
+                    })
                     .test_before_acquire(false)
                     .after_connect(|conn, _| {
                         Box::pin(async move {
