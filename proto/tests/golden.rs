@@ -47,6 +47,24 @@ fn check<T: Serialize + DeserializeOwned + PartialEq + Debug>(name: &str, value:
     assert_eq!(&parsed, value);
 }
 
+/// One golden file per message type, named by the message's `type`
+/// (with its `status` where one type has several).
+fn check_each<T: Serialize + DeserializeOwned + PartialEq + Debug>(prefix: &str, values: &[T]) {
+    let mut names = std::collections::BTreeSet::new();
+    for v in values {
+        let json = serde_json::to_value(v).unwrap();
+        let mut name = format!("{prefix}_{}", json["type"].as_str().unwrap());
+        if let Some(status) = json.get("status").and_then(|s| s.as_str()) {
+            name = format!("{name}_{status}");
+        }
+        assert!(
+            names.insert(name.clone()),
+            "two samples would share {name}.json"
+        );
+        check(&name, v);
+    }
+}
+
 fn btc() -> AssetId {
     AssetId::new("BTC").unwrap()
 }
@@ -197,8 +215,17 @@ fn websocket_messages() {
             nonce: Some("n".into()),
         },
     ];
-    check("ws_client_messages", &client);
+    check_each("ws_client", &client);
     let server = vec![
+        ServerMessage::Prices(IndicativePrices {
+            pair: Pair::from_str("BTC/ETH").unwrap(),
+            rungs: vec![LadderRung {
+                amount_in: "0.1".into(),
+                amount_out: "2.87".into(),
+                price: Price(dec!(28.7)),
+            }],
+            at: t(5),
+        }),
         ServerMessage::Subscribed {
             pairs: vec![Pair::from_str("BTC/ETH").unwrap()],
         },
@@ -218,7 +245,7 @@ fn websocket_messages() {
             message: "unknown message type \"hello\"".into(),
         },
     ];
-    check("ws_server_messages", &server);
+    check_each("ws_server", &server);
 }
 
 #[test]
@@ -287,7 +314,7 @@ fn chain_events() {
             hash: "bb".repeat(32),
         },
     ];
-    check("chain_events", &events);
+    check_each("chain_event", &events);
     let envelope = Envelope::new(events[0].event_id(), t(9), events[0].clone());
     assert_eq!(envelope.kind, "chain.output");
     assert_eq!(envelope.key, "bcrt1qs758ursh4q9z627kt3pp5yysm78ddny6txaqgw");
