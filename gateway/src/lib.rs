@@ -27,6 +27,55 @@ use tokio_util::task::TaskTracker;
 pub use error::Failure;
 pub use service::Service;
 
+/// The OpenAPI document of the REST API, generated from the handlers and
+/// the `proto` types; served at `/v1/openapi.json`.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Swap engine client API",
+        description = "Quotes, swaps and their status for wallet apps. Amounts go in as decimal strings in whole units and come out both as decimals and as base units. Errors are `{code, message}`. The websocket protocol at /v1/ws is described in docs/websocket.md.",
+        version = "1"
+    ),
+    paths(
+        health,
+        assets,
+        pairs,
+        prices,
+        rfq,
+        accept,
+        swap,
+        refund_address,
+        ws_doc
+    ),
+    components(schemas(
+        proto::api::RfqRequest,
+        proto::api::AmountSide,
+        proto::api::Quote,
+        proto::api::AcceptRequest,
+        proto::api::RefundAddressRequest,
+        proto::api::DepositInstructions,
+        proto::api::SwapStatus,
+        proto::api::DepositView,
+        proto::api::PaymentView,
+        proto::api::SwapView,
+        proto::api::LadderRung,
+        proto::api::IndicativePrices,
+        proto::api::ErrorCode,
+        proto::api::ApiError,
+        proto::AssetSpec,
+    ))
+)]
+#[derive(Debug)]
+pub struct ApiDoc;
+
+/// The OpenAPI document as JSON.
+pub fn openapi_json() -> String {
+    use utoipa::OpenApi;
+    ApiDoc::openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
 /// Gateway configuration.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
@@ -114,6 +163,7 @@ pub fn router(service: Service, max_body_bytes: usize) -> Router {
         .route("/v1/swaps/{swap_id}", get(swap))
         .route("/v1/swaps/{swap_id}/refund-address", post(refund_address))
         .route("/v1/ws", get(ws::upgrade))
+        .route("/v1/openapi.json", get(openapi))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             max_body_bytes,
         ))
@@ -122,14 +172,33 @@ pub fn router(service: Service, max_body_bytes: usize) -> Router {
 
 type ApiResult<T> = Result<T, Failure>;
 
+/// Documents the websocket endpoint; the route itself is `ws::upgrade`.
+#[utoipa::path(
+    get,
+    path = "/v1/ws",
+    responses((status = 101, description = "Websocket upgrade; the protocol is in docs/websocket.md"))
+)]
+#[allow(dead_code)]
+async fn ws_doc() {}
+
+async fn openapi() -> ([(axum::http::header::HeaderName, &'static str); 1], String) {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        openapi_json(),
+    )
+}
+
+#[utoipa::path(get, path = "/v1/health", responses((status = 200, description = "The gateway is up", body = Object)))]
 async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
 }
 
+#[utoipa::path(get, path = "/v1/assets", responses((status = 200, description = "The assets this engine trades", body = [proto::AssetSpec])))]
 async fn assets(State(s): State<Service>) -> Json<Vec<proto::AssetSpec>> {
     Json(s.config().assets.iter().cloned().collect())
 }
 
+#[utoipa::path(get, path = "/v1/pairs", responses((status = 200, description = "The pairs offered, as BASE/QUOTE strings", body = [String])))]
 async fn pairs(State(s): State<Service>) -> Json<Vec<Pair>> {
     Json(s.config().pairs.clone())
 }
@@ -139,6 +208,16 @@ struct PriceQuery {
     pair: String,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/prices",
+    params(("pair" = String, Query, description = "A pair, e.g. BTC/ETH")),
+    responses(
+        (status = 200, description = "Indicative prices for a few sizes; not a commitment", body = proto::api::IndicativePrices),
+        (status = 400, description = "Pair not offered", body = proto::api::ApiError),
+        (status = 503, description = "No fresh price (venues stale, trading halted)", body = proto::api::ApiError)
+    )
+)]
 async fn prices(
     State(s): State<Service>,
     query: Result<Query<PriceQuery>, axum::extract::rejection::QueryRejection>,
@@ -147,6 +226,16 @@ async fn prices(
     Ok(Json(s.indicative(&q.pair).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/quotes",
+    request_body = proto::api::RfqRequest,
+    responses(
+        (status = 200, description = "A firm quote, honoured once before it expires", body = proto::api::Quote),
+        (status = 400, description = "Bad amount, unknown asset, pair not offered, amount out of range", body = proto::api::ApiError),
+        (status = 503, description = "Not enough liquidity, or trading halted", body = proto::api::ApiError)
+    )
+)]
 async fn rfq(
     State(s): State<Service>,
     body: Result<Json<RfqRequest>, axum::extract::rejection::JsonRejection>,
@@ -155,6 +244,19 @@ async fn rfq(
     Ok(Json(s.rfq(&req).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/swaps",
+    request_body = proto::api::AcceptRequest,
+    responses(
+        (status = 201, description = "Swap opened; deposit instructions inside", body = proto::api::SwapView),
+        (status = 200, description = "The swap this idempotency key already opened", body = proto::api::SwapView),
+        (status = 400, description = "Invalid address or request", body = proto::api::ApiError),
+        (status = 404, description = "Unknown quote", body = proto::api::ApiError),
+        (status = 409, description = "Quote already used, or the key was used for another quote", body = proto::api::ApiError),
+        (status = 410, description = "Quote expired", body = proto::api::ApiError)
+    )
+)]
 async fn accept(
     State(s): State<Service>,
     body: Result<Json<AcceptRequest>, axum::extract::rejection::JsonRejection>,
@@ -169,6 +271,16 @@ async fn accept(
     Ok((status, Json(view)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/swaps/{swap_id}",
+    params(("swap_id" = String, Path, description = "The swap's id (UUID)")),
+    responses(
+        (status = 200, description = "The swap as it stands", body = proto::api::SwapView),
+        (status = 400, description = "Not a swap id", body = proto::api::ApiError),
+        (status = 404, description = "No such swap", body = proto::api::ApiError)
+    )
+)]
 async fn swap(
     State(s): State<Service>,
     Path(swap_id): Path<String>,
@@ -176,6 +288,17 @@ async fn swap(
     Ok(Json(s.swap(&swap_id).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/swaps/{swap_id}/refund-address",
+    params(("swap_id" = String, Path, description = "The swap's id (UUID)")),
+    request_body = proto::api::RefundAddressRequest,
+    responses(
+        (status = 200, description = "Refund address recorded", body = proto::api::SwapView),
+        (status = 400, description = "Invalid address, or the swap needs none", body = proto::api::ApiError),
+        (status = 404, description = "No such swap", body = proto::api::ApiError)
+    )
+)]
 async fn refund_address(
     State(s): State<Service>,
     Path(swap_id): Path<String>,
@@ -183,4 +306,56 @@ async fn refund_address(
 ) -> ApiResult<Json<proto::api::SwapView>> {
     let Json(req) = body?;
     Ok(Json(s.refund_address(&swap_id, &req.refund_address).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    /// docs/openapi.json is the generated document, kept in the repo for
+    /// review; `UPDATE_OPENAPI=1 cargo test -p gateway` rewrites it.
+    #[test]
+    fn openapi_document_is_current_and_complete() {
+        let json = super::openapi_json();
+        let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+        for path in [
+            "/v1/health",
+            "/v1/assets",
+            "/v1/pairs",
+            "/v1/prices",
+            "/v1/quotes",
+            "/v1/swaps",
+            "/v1/swaps/{swap_id}",
+            "/v1/swaps/{swap_id}/refund-address",
+            "/v1/ws",
+        ] {
+            assert!(
+                doc["paths"].get(path).is_some(),
+                "{path} missing from the OpenAPI document"
+            );
+        }
+        for schema in [
+            "Quote",
+            "SwapView",
+            "RfqRequest",
+            "AcceptRequest",
+            "ApiError",
+            "ErrorCode",
+        ] {
+            assert!(
+                doc["components"]["schemas"].get(schema).is_some(),
+                "schema {schema} missing"
+            );
+        }
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json");
+        if std::env::var_os("UPDATE_OPENAPI").is_some() {
+            std::fs::write(&file, json + "\n").unwrap();
+            return;
+        }
+        let on_disk = std::fs::read_to_string(&file).unwrap_or_default();
+        assert_eq!(
+            on_disk.trim_end(),
+            json.trim_end(),
+            "docs/openapi.json is stale; run UPDATE_OPENAPI=1 cargo test -p gateway and review the diff"
+        );
+    }
 }

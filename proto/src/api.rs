@@ -5,6 +5,7 @@
 //! as decimal strings, checked against the asset's precision.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::amount::Amount;
 use crate::asset::{AssetId, Pair, Price};
@@ -13,7 +14,7 @@ use crate::ids::{QuoteId, SwapId};
 use crate::Timestamp;
 
 /// Which side of a swap the client's amount fixes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AmountSide {
     /// The client says how much it sends; the engine says how much it pays.
@@ -24,7 +25,7 @@ pub enum AmountSide {
 }
 
 /// A request for a firm quote.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RfqRequest {
     pub from: String,
@@ -37,20 +38,28 @@ pub struct RfqRequest {
 
 /// A firm quote: the engine will honour it once, before `expires_at`, for
 /// exactly this size.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Quote {
+    #[schema(value_type = String, format = Uuid)]
     pub quote_id: QuoteId,
+    #[schema(value_type = String, example = "BTC")]
     pub from: AssetId,
+    #[schema(value_type = String, example = "ETH")]
     pub to: AssetId,
     pub amount_in: String,
+    #[schema(value_type = String, pattern = "^[0-9]+$")]
     pub amount_in_base_units: Amount,
     pub amount_out: String,
+    #[schema(value_type = String, pattern = "^[0-9]+$")]
     pub amount_out_base_units: Amount,
     /// Units of `to` per unit of `from`, all costs included.
+    #[schema(value_type = String, example = "29.87")]
     pub price: Price,
     /// The payout's network fee, in `to`, already taken out of `amount_out`.
     pub network_fee: String,
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
     pub expires_at: Timestamp,
     /// The engine's signature over the quote's terms (hex), so services can
     /// check a quote they did not make.
@@ -58,7 +67,7 @@ pub struct Quote {
 }
 
 /// Accept a firm quote and open a swap.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AcceptRequest {
     pub quote_id: String,
@@ -73,20 +82,24 @@ pub struct AcceptRequest {
 }
 
 /// Give a refund address to a swap that needs one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefundAddressRequest {
     pub refund_address: String,
 }
 
 /// What the user must send, where, and by when.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct DepositInstructions {
+    #[schema(value_type = String, example = "bitcoin-regtest")]
     pub network: Network,
+    #[schema(value_type = String, example = "BTC")]
     pub asset: AssetId,
     pub address: String,
     pub amount: String,
+    #[schema(value_type = String, pattern = "^[0-9]+$")]
     pub amount_base_units: Amount,
+    #[schema(value_type = String, format = DateTime)]
     pub deadline: Timestamp,
     /// BIP21 (Bitcoin) or EIP-681 (Ethereum) URI for wallets and QR codes.
     pub payment_uri: String,
@@ -94,7 +107,9 @@ pub struct DepositInstructions {
 }
 
 /// Where a swap stands, as clients see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum SwapStatus {
     AwaitingDeposit,
@@ -124,11 +139,12 @@ impl SwapStatus {
 }
 
 /// One deposit transaction output seen for a swap.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct DepositView {
     pub txid: String,
     pub output: u32,
     pub amount: String,
+    #[schema(value_type = String, pattern = "^[0-9]+$")]
     pub amount_base_units: Amount,
     pub confirmations: u64,
     /// `pending`, `confirmed`, `applied` (paid out), `refunding`,
@@ -137,12 +153,14 @@ pub struct DepositView {
 }
 
 /// A payment the engine makes: the payout, or a refund.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PaymentView {
     pub payment_id: String,
+    #[schema(value_type = String, example = "BTC")]
     pub asset: AssetId,
     pub address: String,
     pub amount: String,
+    #[schema(value_type = String, pattern = "^[0-9]+$")]
     pub amount_base_units: Amount,
     pub txid: Option<String>,
     /// `pending`, `broadcast`, `confirmed`.
@@ -151,15 +169,20 @@ pub struct PaymentView {
 }
 
 /// A swap, as clients see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SwapView {
+    #[schema(value_type = String, format = Uuid)]
     pub swap_id: SwapId,
     pub status: SwapStatus,
+    #[schema(value_type = String, format = Uuid)]
     pub quote_id: QuoteId,
+    #[schema(value_type = String, example = "BTC")]
     pub from: AssetId,
+    #[schema(value_type = String, example = "ETH")]
     pub to: AssetId,
     pub amount_in: String,
     pub amount_out: String,
+    #[schema(value_type = String, example = "29.87")]
     pub price: Price,
     pub deposit: DepositInstructions,
     pub payout_address: String,
@@ -170,28 +193,33 @@ pub struct SwapView {
     /// Why the swap is where it is, when that needs saying (a short deposit,
     /// an expiry, a review).
     pub reason: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: Timestamp,
 }
 
 /// One rung of an indicative price ladder.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct LadderRung {
     pub amount_in: String,
     pub amount_out: String,
+    #[schema(value_type = String, example = "29.87")]
     pub price: Price,
 }
 
 /// Indicative prices of a pair for a few sizes; not a commitment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct IndicativePrices {
+    #[schema(value_type = String, example = "BTC/ETH")]
     pub pair: Pair,
     pub rungs: Vec<LadderRung>,
+    #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
 }
 
 /// A machine-readable error code; the message says it for people.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     BadRequest,
@@ -214,7 +242,7 @@ pub enum ErrorCode {
 }
 
 /// An error answer: a code and a sentence saying what was wrong.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,

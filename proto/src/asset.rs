@@ -76,10 +76,14 @@ pub enum AssetKind {
 }
 
 /// One asset a deployment trades.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AssetSpec {
+    #[schema(value_type = String, example = "BTC")]
     pub id: AssetId,
+    #[schema(value_type = String, example = "bitcoin-regtest")]
     pub network: Network,
+    /// `{"type": "native"}` or `{"type": "erc20", "contract": "0x…"}`.
+    #[schema(value_type = Object)]
     pub kind: AssetKind,
     /// Decimal places of one whole unit: 8 for BTC, 18 for ETH, 6 for USDC.
     pub decimals: u8,

@@ -71,6 +71,14 @@ async fn bad_input_gets_a_clear_error_and_writes_nothing() {
         base: format!("http://{}", engine.gateway_addr),
         http: reqwest::Client::new(),
     };
+    let (s, doc) = api.get("/v1/openapi.json").await;
+    assert_eq!(s, 200);
+    assert!(
+        doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")),
+        "{doc}"
+    );
+    assert!(doc["paths"].get("/v1/swaps").is_some());
+
     let rfq = |amount: &str| json!({"from": "BTC", "to": "ETH", "amount": amount});
 
     check(
