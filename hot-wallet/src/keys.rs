@@ -62,7 +62,7 @@ impl Keyring {
                 let m = bip39::Mnemonic::from_entropy(&entropy)
                     .map_err(|e| KeyError::Mnemonic(e.to_string()))?;
                 let phrase = m.to_string();
-                write_private(path, &phrase).map_err(io)?;
+                write_secret_file(path, &phrase).map_err(io)?;
                 phrase
             }
             Err(e) => return Err(io(e)),
@@ -142,7 +142,9 @@ impl Keyring {
     }
 }
 
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+/// Writes a new secret file, readable by its owner only (0600), synced to
+/// disk. Refuses to overwrite an existing file.
+pub fn write_secret_file(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;

@@ -78,52 +78,23 @@ async fn open_locks(store: &SwapStore) -> anyhow::Result<Vec<PriceLock>> {
     Ok(locks)
 }
 
-/// The key quotes are signed with: 32 random bytes kept in the data
-/// directory, so quotes stay verifiable across restarts.
+/// The key quotes are signed with: 32 bytes from the OS's random source,
+/// kept in the data directory (0600) so quotes stay verifiable across
+/// restarts.
 fn signing_key(cfg: &EmbeddedConfig) -> anyhow::Result<String> {
     let path = cfg.data_dir.join("quote-signing.key");
     if let Ok(s) = std::fs::read_to_string(&path) {
         return Ok(s.trim().to_owned());
     }
     let mut bytes = [0u8; 32];
-    rand_bytes(&mut bytes);
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    write_private(&path, &hex).with_context(|| format!("writing {}", path.display()))?;
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+    let hex = hex::encode(bytes);
+    hot_wallet::keys::write_secret_file(&path, &hex)
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(hex)
 }
 
+/// The simulated venue's price-path seed: a new market each start.
 fn seed() -> u64 {
-    let mut b = [0u8; 8];
-    rand_bytes(&mut b);
-    u64::from_le_bytes(b)
-}
-
-fn rand_bytes(buf: &mut [u8]) {
-    use std::io::Read;
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        if f.read_exact(buf).is_ok() {
-            return;
-        }
-    }
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    for (i, b) in buf.iter_mut().enumerate() {
-        *b = (nanos >> ((i % 16) * 8)) as u8 ^ (i as u8).wrapping_mul(151);
-    }
-}
-
-fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path)?;
-    f.write_all(contents.as_bytes())?;
-    f.sync_all()
+    rand::random()
 }
