@@ -83,7 +83,7 @@ impl HotWallet {
     ) -> Result<Self, HotWalletError> {
         let keys = Keyring::load_or_create(&cfg.seed_path, cfg.bitcoin_network)?;
         let eth_hot_address = keys.eth_signer(0)?.address().to_checksum(None);
-        let repo = Repo::open(deps.db.clone())
+        let repo = Repo::open(deps.store.db().clone())
             .await
             .map_err(|e| HotWalletError::Internal(e.to_string()))?;
         let wallet = HotWallet {
@@ -181,20 +181,7 @@ impl HotWallet {
             }
             let next = transition.swap;
             let version = record.version + 1;
-            let mut outbox = vec![self.status_message(&next, version, event_id)?];
-            for (i, action) in transition.actions.iter().enumerate() {
-                outbox.push(OutboxMessage {
-                    message_id: EventId::derive(&[&event_id.to_string(), "action", &i.to_string()])
-                        .0,
-                    topic: SWAP_ACTIONS.to_owned(),
-                    key: swap_id.to_string(),
-                    payload: json(&ActionMessage {
-                        swap_id,
-                        cause: event_id,
-                        action: action.clone(),
-                    })?,
-                });
-            }
+            let outbox = self.outbox_for(&next, version, event_id, &transition.actions)?;
             let update = StateUpdate {
                 state: next.state_name().to_owned(),
                 terminal: next.is_terminal(),
@@ -224,6 +211,32 @@ impl HotWallet {
         Err(HotWalletError::Internal(format!(
             "swap {swap_id}: gave up after {MAX_CONFLICT_RETRIES} concurrent updates"
         )))
+    }
+
+    /// What a transition to `swap` (at `version`, caused by `cause`) sends:
+    /// the status change, then each decided action on `swap-actions`.
+    fn outbox_for(
+        &self,
+        swap: &Swap,
+        version: i64,
+        cause: EventId,
+        actions: &[Action],
+    ) -> Result<Vec<OutboxMessage>, HotWalletError> {
+        let swap_id = swap.terms.swap_id;
+        let mut outbox = vec![self.status_message(swap, version, cause)?];
+        for (i, action) in actions.iter().enumerate() {
+            outbox.push(OutboxMessage {
+                message_id: EventId::derive(&[&cause.to_string(), "action", &i.to_string()]).0,
+                topic: SWAP_ACTIONS.to_owned(),
+                key: swap_id.to_string(),
+                payload: json(&ActionMessage {
+                    swap_id,
+                    cause,
+                    action: action.clone(),
+                })?,
+            });
+        }
+        Ok(outbox)
     }
 
     fn status_message(
@@ -436,21 +449,42 @@ impl HotWallet {
     async fn pay(&self, swap_id: SwapId, order: &PaymentOrder) -> Result<String, HotWalletError> {
         let _guard = self.inner.signing.lock().await;
         let repo = &self.inner.repo;
-        let mut row = repo
-            .insert_intent(&PaymentRow {
-                payment_id: order.payment_id.clone(),
-                swap_id: swap_id.to_string(),
-                kind: format!("{:?}", order.kind).to_lowercase(),
-                network: order.network.to_string(),
-                asset: order.asset.to_string(),
-                address: order.address.clone(),
-                amount: order.amount.to_string(),
-                status: PaymentStatus::Intent,
-                txid: None,
-                raw_tx: None,
-                nonce: None,
-            })
-            .await?;
+        let intent = PaymentRow {
+            payment_id: order.payment_id.clone(),
+            swap_id: swap_id.to_string(),
+            kind: format!("{:?}", order.kind).to_lowercase(),
+            network: order.network.to_string(),
+            asset: order.asset.to_string(),
+            address: order.address.clone(),
+            amount: order.amount.to_string(),
+            status: PaymentStatus::Intent,
+            txid: None,
+            raw_tx: None,
+            nonce: None,
+        };
+        let mut row = repo.insert_intent(&intent).await?;
+        // One payment id, one payment: an id already recorded with other
+        // terms is never signed or broadcast for this order.
+        let same_terms = (
+            &row.swap_id,
+            &row.network,
+            &row.asset,
+            &row.address,
+            &row.amount,
+        ) == (
+            &intent.swap_id,
+            &intent.network,
+            &intent.asset,
+            &intent.address,
+            &intent.amount,
+        );
+        if !same_terms {
+            error!(payment_id = %order.payment_id, stored = ?row, "payment id reused with different terms; refusing");
+            return Err(HotWalletError::Internal(format!(
+                "payment {} is recorded with different terms; refusing to pay",
+                order.payment_id
+            )));
+        }
         if row.status == PaymentStatus::Intent {
             let (signed, nonce) = self.sign_payment(order).await?;
             repo.record_signed(
@@ -499,7 +533,7 @@ impl HotWallet {
                     .repo
                     .max_nonce(&order.network.to_string())
                     .await?
-                    .map(|n| n as u64 + 1)
+                    .and_then(|n| u64::try_from(n).ok()?.checked_add(1))
                     .unwrap_or(0);
                 let nonce = node_nonce.max(stored_next);
                 let mut fees = chains
@@ -519,7 +553,9 @@ impl HotWallet {
                     fees,
                 )
                 .map_err(HotWalletError::Internal)?;
-                Ok((signed, Some(nonce as i64)))
+                let nonce = i64::try_from(nonce)
+                    .map_err(|_| HotWalletError::Internal(format!("nonce {nonce} out of range")))?;
+                Ok((signed, Some(nonce)))
             }
             (network, _) => Err(HotWalletError::UnsupportedPayout(network)),
         }
@@ -637,7 +673,17 @@ impl HotWallet {
                     continue;
                 }
             };
+            let now = chrono::Utc::now();
             for record in active {
+                // Most swaps have no deadline due: decide that from the row
+                // already read, and only go to the store for a change.
+                let due = serde_json::from_value::<Swap>(record.data)
+                    .ok()
+                    .and_then(|swap| swap.apply(&SwapInput::Tick, now).ok())
+                    .is_some_and(|t| t.changed);
+                if !due {
+                    continue;
+                }
                 let id = EventId(Uuid::now_v7());
                 if let Err(e) = self
                     .apply(SwapId(record.swap_id), &SwapInput::Tick, id, "tick")
@@ -716,19 +762,7 @@ impl HotWalletApi for HotWallet {
         };
         let (swap, actions) = Swap::open(terms, open.refund_address.clone(), now);
         let event_id = EventId::derive(&[&open.swap_id.to_string(), "opened"]);
-        let mut outbox = vec![self.status_message(&swap, 1, event_id)?];
-        for (i, action) in actions.iter().enumerate() {
-            outbox.push(OutboxMessage {
-                message_id: EventId::derive(&[&event_id.to_string(), "action", &i.to_string()]).0,
-                topic: SWAP_ACTIONS.to_owned(),
-                key: open.swap_id.to_string(),
-                payload: json(&ActionMessage {
-                    swap_id: open.swap_id,
-                    cause: event_id,
-                    action: action.clone(),
-                })?,
-            });
-        }
+        let outbox = self.outbox_for(&swap, 1, event_id, &actions)?;
         let new = NewSwap {
             swap_id: open.swap_id.0,
             idempotency_key: Some(open.idempotency_key.clone()),

@@ -160,7 +160,6 @@ pub trait HotWalletApi: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct HotWalletDeps {
     pub store: SwapStore,
-    pub db: infra::db::Db,
     pub bus: infra::bus::SharedBus,
     pub chains: Arc<dyn ChainAccess>,
     pub execution: Arc<dyn Execution>,

@@ -225,7 +225,6 @@ pub async fn start(cfg: EmbeddedConfig) -> anyhow::Result<Embedded> {
         },
         HotWalletDeps {
             store: store.clone(),
-            db: db.clone(),
             bus: bus.clone(),
             chains: Arc::new(NodeChains(nodes)),
             execution: Arc::new(LiquidityExecution(liquidity.clone())),
