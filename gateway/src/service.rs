@@ -296,14 +296,11 @@ impl Service {
             };
             match serde_json::from_slice::<Envelope<SwapStatusChanged>>(&delivery.message.payload) {
                 Ok(env) => {
+                    let id = env.payload.swap.swap_id;
                     let msg = ServerMessage::SwapStatus {
                         swap: env.payload.swap,
                     };
                     if let Ok(text) = serde_json::to_string(&msg) {
-                        let id = match &msg {
-                            ServerMessage::SwapStatus { swap } => swap.swap_id,
-                            _ => unreachable!(),
-                        };
                         let _ = self.inner.swaps.send((id, Frame::from(text)));
                     }
                 }

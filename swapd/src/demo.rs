@@ -138,7 +138,8 @@ pub async fn run(opts: &DemoOptions) -> anyhow::Result<DemoOutcome> {
     );
 
     // The user's wallet pays the deposit (BIP21 amount in BTC).
-    let amount: Value = serde_json::from_str(&swap.deposit.amount).context("deposit amount")?;
+    // Bitcoin Core takes the amount as a decimal string too: no float on the way.
+    let amount = &swap.deposit.amount;
     let deposit_txid = btc
         .call("sendtoaddress", json!([swap.deposit.address, amount]))
         .await

@@ -172,7 +172,7 @@ async fn swap_with_kill(kill_at: &[SwapStatus]) -> anyhow::Result<()> {
         engine = Some(Engine::start(&data, &ports).await?);
     }
     let engine = engine.take().expect("engine");
-    let amount: Value = serde_json::from_str(&swap.deposit.amount)?;
+    let amount = &swap.deposit.amount;
     let deposit_txid = rpc(
         &engine.btc,
         false,

@@ -147,7 +147,7 @@ async fn websocket_client_swaps_btc_for_eth_and_sees_every_status() {
         .starts_with(&format!("bitcoin:{}?amount=0.005", swap.deposit.address)));
 
     // The user's wallet pays; blocks come; every status arrives in order.
-    let amount: Value = serde_json::from_str(&swap.deposit.amount).unwrap();
+    let amount = &swap.deposit.amount;
     btc_rpc(
         &engine.bitcoin_rpc_url,
         "sendtoaddress",
