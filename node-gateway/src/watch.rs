@@ -43,6 +43,20 @@ impl WatchList {
         self.inner.read().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Runs `find` over `network`'s watch list (nothing when it has none).
+    fn matching(
+        &self,
+        network: Network,
+        find: impl FnOnce(&NetworkWatch, &mut Vec<Matched>),
+    ) -> Vec<Matched> {
+        let r = self.read();
+        let mut out = Vec::new();
+        if let Some(net) = r.get(&network) {
+            find(net, &mut out);
+        }
+        out
+    }
+
     /// Watches a validated address; returns its canonical spelling (the one
     /// events carry).
     pub fn add_address(&self, network: Network, address: &proto::Address) -> String {
@@ -101,13 +115,9 @@ impl WatchList {
         tx: &Transaction,
         asset: &AssetId,
     ) -> Vec<Matched> {
-        let r = self.read();
-        let Some(net) = r.get(&network) else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        match_tx_in(net, tx, asset, &mut out);
-        out
+        self.matching(network, |net, out| {
+            match_tx_in(net, tx, asset, out);
+        })
     }
 
     /// Watched outputs and watched txids in a Bitcoin block, in block order.
@@ -117,15 +127,11 @@ impl WatchList {
         block: &Block,
         asset: &AssetId,
     ) -> Vec<Matched> {
-        let r = self.read();
-        let Some(net) = r.get(&network) else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for tx in &block.txdata {
-            match_tx_in(net, tx, asset, &mut out);
-        }
-        out
+        self.matching(network, |net, out| {
+            for tx in &block.txdata {
+                match_tx_in(net, tx, asset, out);
+            }
+        })
     }
 
     /// Native transfers to watched addresses and watched transaction hashes
@@ -136,15 +142,11 @@ impl WatchList {
         block: &EthBlock,
         asset: &AssetId,
     ) -> Vec<Matched> {
-        let r = self.read();
-        let Some(net) = r.get(&network) else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for tx in &block.transactions {
-            match_eth_tx_in(net, tx, asset, &mut out);
-        }
-        out
+        self.matching(network, |net, out| {
+            for tx in &block.transactions {
+                match_eth_tx_in(net, tx, asset, out);
+            }
+        })
     }
 
     /// A native transfer to a watched address, or a watched hash, in one
@@ -155,13 +157,9 @@ impl WatchList {
         tx: &EthTransaction,
         asset: &AssetId,
     ) -> Vec<Matched> {
-        let r = self.read();
-        let Some(net) = r.get(&network) else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        match_eth_tx_in(net, tx, asset, &mut out);
-        out
+        self.matching(network, |net, out| {
+            match_eth_tx_in(net, tx, asset, out);
+        })
     }
 }
 
