@@ -15,7 +15,7 @@ use infra::db::Db;
 use node_gateway::{BlockTag, BroadcastError, EthereumNodeConfig, NodeGateway, NodeGatewayConfig};
 use proto::event::{ChainEvent, TxStatus};
 use proto::{Amount, AssetId, EthereumNetwork, Network};
-use simulations::ethereum::{EthereumSim, EthereumSimConfig};
+use simulators::ethereum::{EthereumSim, EthereumSimConfig};
 use tokio_util::sync::CancellationToken;
 
 const NET: Network = Network::Ethereum(EthereumNetwork::Dev);

@@ -134,12 +134,12 @@ async fn a_node_behind_our_cursor_is_waited_for_not_taken_as_a_reorg() -> anyhow
 
     // Restart against a fresh node that has not seen our blocks (101 blocks).
     let other_dir = tempfile::tempdir()?;
-    let mut cfg = simulations::bitcoin::BitcoinSimConfig::new(other_dir.path());
+    let mut cfg = simulators::bitcoin::BitcoinSimConfig::new(other_dir.path());
     cfg.rpc_addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     cfg.rpc_user = Some(USER.into());
     cfg.rpc_password = Some(PASSWORD.into());
     let other_stop = tokio_util::sync::CancellationToken::new();
-    let other = simulations::bitcoin::BitcoinSim::start(cfg, other_stop.clone()).await?;
+    let other = simulators::bitcoin::BitcoinSim::start(cfg, other_stop.clone()).await?;
     assert!(u64::from(other.tip().await.0) < gw.tip(NET).map(|t| t.height).unwrap_or(0));
     let stop = tokio_util::sync::CancellationToken::new();
     let gw = node_gateway::NodeGateway::start(

@@ -18,8 +18,8 @@ use proto::event::topics;
 use proto::{
     Amount, AssetId, AssetKind, AssetSpec, Assets, BitcoinNetwork, EthereumNetwork, Network, Pair,
 };
-use simulations::bitcoin::{BitcoinSim, BitcoinSimConfig};
-use simulations::ethereum::{EthereumSim, EthereumSimConfig};
+use simulators::bitcoin::{BitcoinSim, BitcoinSimConfig};
+use simulators::ethereum::{EthereumSim, EthereumSimConfig};
 use state_machine::machine::Policy;
 use state_machine::store::SwapStore;
 use tokio_util::sync::CancellationToken;

@@ -7,7 +7,7 @@ use anyhow::Context;
 use liquidity::{Liquidity, LiquidityConfig, LockStatus, PriceLock, SystemClock, VenueFeed};
 use proto::api::Quote;
 use proto::Assets;
-use simulations::venue::{SimVenue, SimVenueConfig};
+use simulators::venue::{SimVenue, SimVenueConfig};
 use state_machine::machine::{Execution, Swap};
 use state_machine::store::SwapStore;
 use tokio_util::sync::CancellationToken;

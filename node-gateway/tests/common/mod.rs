@@ -15,7 +15,7 @@ use infra::db::Db;
 use node_gateway::{BitcoinNodeConfig, NodeGateway, NodeGatewayConfig};
 use proto::event::{topics, ChainEvent, Envelope, TxStatus};
 use proto::{BitcoinNetwork, Network};
-use simulations::bitcoin::{BitcoinSim, BitcoinSimConfig};
+use simulators::bitcoin::{BitcoinSim, BitcoinSimConfig};
 use tokio_util::sync::CancellationToken;
 
 pub const NET: Network = Network::Bitcoin(BitcoinNetwork::Regtest);

@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 use serde_json::{json, Value};
-use simulations::bitcoin::{BitcoinSim, BitcoinSimConfig};
+use simulators::bitcoin::{BitcoinSim, BitcoinSimConfig};
 use tokio_util::sync::CancellationToken;
 
 const CHILD_ENV: &str = "SIM_BITCOIN_CHILD_DIR";

@@ -14,7 +14,7 @@ use bitcoin::{
     Transaction, TxIn, TxOut, Txid, Witness,
 };
 use serde_json::{json, Value};
-use simulations::bitcoin::{BitcoinSim, BitcoinSimConfig};
+use simulators::bitcoin::{BitcoinSim, BitcoinSimConfig};
 use tokio_util::sync::CancellationToken;
 
 struct Rpc {

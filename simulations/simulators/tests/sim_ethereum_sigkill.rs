@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 
 use alloy_primitives::{Address, U256};
 use serde_json::{json, Value};
-use simulations::ethereum::{EthereumSim, EthereumSimConfig};
+use simulators::ethereum::{EthereumSim, EthereumSimConfig};
 use tokio_util::sync::CancellationToken;
 
 const CHILD_ENV: &str = "SIM_ETHEREUM_CHILD_DIR";

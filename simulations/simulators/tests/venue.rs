@@ -13,7 +13,7 @@ use proto::{
     Address, AssetId, AssetKind, AssetSpec, Assets, BitcoinNetwork, EthereumNetwork, Network, Pair,
 };
 use rust_decimal::Decimal;
-use simulations::venue::{MarketSpec, PricePath, SimVenue, SimVenueConfig};
+use simulators::venue::{MarketSpec, PricePath, SimVenue, SimVenueConfig};
 use tokio_util::sync::CancellationToken;
 
 fn pair(s: &str) -> Pair {

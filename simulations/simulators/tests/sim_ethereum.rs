@@ -10,7 +10,7 @@ use alloy_rpc_types_eth::{Block, BlockTransactions, Transaction, TransactionRece
 use alloy_signer::SignerSync;
 use alloy_signer_local::PrivateKeySigner;
 use serde_json::{json, Value};
-use simulations::ethereum::{EthereumSim, EthereumSimConfig};
+use simulators::ethereum::{EthereumSim, EthereumSimConfig};
 use tokio_util::sync::CancellationToken;
 
 const ETH: u128 = 1_000_000_000_000_000_000;
