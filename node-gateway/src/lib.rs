@@ -323,10 +323,12 @@ impl NodeGateway {
         raw_tx: &[u8],
     ) -> Result<String, BroadcastError> {
         let result = match (network, &self.inner.bitcoin, &self.inner.ethereum) {
-            (Network::Bitcoin(_), Some((n, rpc)), _) if *n == network => rpc
-                .send_raw_transaction_hex(&hex::encode(raw_tx))
-                .await
-                .map(|t| t.to_string()),
+            (Network::Bitcoin(_), Some((n, rpc)), _) if *n == network => {
+                self.watch_spends(network, raw_tx);
+                rpc.send_raw_transaction_hex(&hex::encode(raw_tx))
+                    .await
+                    .map(|t| t.to_string())
+            }
             (Network::Ethereum(_), _, Some((n, rpc))) if *n == network => rpc
                 .send_raw_transaction(raw_tx)
                 .await
@@ -346,6 +348,22 @@ impl NodeGateway {
                 tracing::warn!(error = %e, "broadcast failed");
                 Err(BroadcastError::Unavailable(e.to_string()))
             }
+        }
+    }
+
+    /// A watched Bitcoin transaction about to be broadcast: from now on the
+    /// followers find it by the outpoints it spends instead of hashing every
+    /// transaction they see (see [`watch::WatchList::add_spend`]).
+    fn watch_spends(&self, network: Network, raw_tx: &[u8]) {
+        let Ok(tx) = bitcoin::consensus::deserialize::<bitcoin::Transaction>(raw_tx) else {
+            return; // The node will say what is wrong with it.
+        };
+        if self
+            .inner
+            .watch
+            .watches_txid(network, &tx.compute_txid().to_string())
+        {
+            self.inner.watch.add_spend(network, &tx);
         }
     }
 

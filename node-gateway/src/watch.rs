@@ -5,20 +5,66 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::RwLock;
 
-use bitcoin::{Block, ScriptBuf, Transaction};
+use bitcoin::{Block, OutPoint, Script, ScriptBuf, Transaction, Txid};
 use proto::{Amount, AssetId, Network};
 
 use crate::eth_rpc::{EthBlock, EthTransaction};
 use crate::tracker::Matched;
 
+/// Hash maps keyed by data the watch list owns, probed with data from blocks:
+/// a fast hash seeded per process (an attacker cannot grow our tables, and
+/// cannot predict the seed either).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
+
+/// The longest script kept inline: P2TR and P2WSH (34 bytes); P2WPKH,
+/// P2PKH and P2SH are shorter. Longer (non-standard-output) scripts go to a
+/// side table.
+const INLINE_SCRIPT: usize = 34;
+
+/// A script's bytes stored inline, so a lookup touches one table slot and no
+/// heap allocation: with a million watched scripts the cache misses of a
+/// pointer per key were most of the matching time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct ScriptKey {
+    len: u8,
+    bytes: [u8; INLINE_SCRIPT],
+}
+
+impl ScriptKey {
+    fn new(script: &Script) -> Option<Self> {
+        let b = script.as_bytes();
+        if b.len() > INLINE_SCRIPT {
+            return None;
+        }
+        let mut bytes = [0u8; INLINE_SCRIPT];
+        bytes[..b.len()].copy_from_slice(b);
+        Some(ScriptKey {
+            len: b.len() as u8,
+            bytes,
+        })
+    }
+}
+
 #[derive(Debug, Default)]
 struct NetworkWatch {
-    /// script_pubkey → canonical address.
-    scripts: HashMap<ScriptBuf, String>,
+    /// Watched script_pubkeys of up to 34 bytes; the address is derived from
+    /// the script when one matches (the same spelling `add_address` returns).
+    scripts: FastSet<ScriptKey>,
+    /// Longer watched scripts → canonical address.
+    long_scripts: FastMap<ScriptBuf, String>,
     /// 20-byte address → canonical (checksummed) address.
-    eth_addresses: HashMap<[u8; 20], String>,
+    eth_addresses: FastMap<[u8; 20], String>,
     /// Canonical txids (Bitcoin display hex, Ethereum 0x-lowercase).
     txids: HashSet<String>,
+    /// Bitcoin: outpoints spent by a watched transaction → its txid. A block
+    /// transaction is hashed only if it spends one of these or pays a
+    /// watched script.
+    spends: FastMap<OutPoint, Txid>,
+    /// Bitcoin: watched txids whose inputs are not known (watched by txid
+    /// alone, or reloaded after a restart). While any exist, every
+    /// transaction is hashed to find them: correct, and slower.
+    blind: HashSet<String>,
     /// Txids watched since the follower last asked (it rechecks the mempool).
     new_txids: Vec<String>,
 }
@@ -65,7 +111,15 @@ impl WatchList {
         let net = w.entry(network).or_default();
         match address {
             proto::Address::Bitcoin(a) => {
-                net.scripts.insert(a.script_pubkey(), canonical.clone());
+                let script = a.script_pubkey();
+                match ScriptKey::new(&script) {
+                    Some(key) => {
+                        net.scripts.insert(key);
+                    }
+                    None => {
+                        net.long_scripts.insert(script, canonical.clone());
+                    }
+                }
             }
             proto::Address::Ethereum(a) => {
                 net.eth_addresses.insert(a.into_array(), canonical.clone());
@@ -74,12 +128,35 @@ impl WatchList {
         canonical
     }
 
-    /// Watches a canonical txid.
+    /// Watches a canonical txid. On Bitcoin, until [`WatchList::add_spend`]
+    /// tells which outpoints it spends, finding it costs a hash of every
+    /// transaction.
     pub fn add_txid(&self, network: Network, txid: &str) {
         let mut w = self.write();
         let net = w.entry(network).or_default();
         if net.txids.insert(txid.to_owned()) {
             net.new_txids.push(txid.to_owned());
+            if matches!(network, Network::Bitcoin(_)) {
+                net.blind.insert(txid.to_owned());
+            }
+        }
+    }
+
+    /// Watches Bitcoin transaction `tx` by the outpoints it spends: a block
+    /// or mempool transaction is hashed only when it spends one of them (or
+    /// pays a watched script), so finding the engine's own transactions
+    /// costs nothing for the others.
+    pub fn add_spend(&self, network: Network, tx: &Transaction) {
+        let txid = tx.compute_txid();
+        let canonical = txid.to_string();
+        let mut w = self.write();
+        let net = w.entry(network).or_default();
+        for input in &tx.input {
+            net.spends.insert(input.previous_output, txid);
+        }
+        net.blind.remove(&canonical);
+        if net.txids.insert(canonical.clone()) {
+            net.new_txids.push(canonical);
         }
     }
 
@@ -100,7 +177,7 @@ impl WatchList {
     /// How many addresses and txids are watched on `network`.
     pub fn len(&self, network: Network) -> usize {
         self.read().get(&network).map_or(0, |n| {
-            n.scripts.len() + n.eth_addresses.len() + n.txids.len()
+            n.scripts.len() + n.long_scripts.len() + n.eth_addresses.len() + n.txids.len()
         })
     }
 
@@ -116,7 +193,7 @@ impl WatchList {
         asset: &AssetId,
     ) -> Vec<Matched> {
         self.matching(network, |net, out| {
-            match_tx_in(net, tx, asset, out);
+            match_tx_in(net, network, tx, asset, out);
         })
     }
 
@@ -129,7 +206,7 @@ impl WatchList {
     ) -> Vec<Matched> {
         self.matching(network, |net, out| {
             for tx in &block.txdata {
-                match_tx_in(net, tx, asset, out);
+                match_tx_in(net, network, tx, asset, out);
             }
         })
     }
@@ -192,26 +269,155 @@ fn match_eth_tx_in(
     }
 }
 
-fn match_tx_in(net: &NetworkWatch, tx: &Transaction, asset: &AssetId, out: &mut Vec<Matched>) {
+fn match_tx_in(
+    net: &NetworkWatch,
+    network: Network,
+    tx: &Transaction,
+    asset: &AssetId,
+    out: &mut Vec<Matched>,
+) {
+    // Hashing a transaction costs more than all its lookups: do it only for
+    // transactions that touch the watch list.
     let mut txid: Option<String> = None;
     for (vout, o) in tx.output.iter().enumerate() {
-        if let Some(address) = net.scripts.get(&o.script_pubkey) {
-            let id = txid
-                .get_or_insert_with(|| tx.compute_txid().to_string())
-                .clone();
-            out.push(Matched::Output {
-                txid: id,
-                output: vout as u32,
-                address: address.clone(),
-                asset: asset.clone(),
-                amount: Amount::from_base_units(u128::from(o.value.to_sat())),
-            });
-        }
+        let Some(address) = watched_address(net, network, &o.script_pubkey) else {
+            continue;
+        };
+        let id = txid
+            .get_or_insert_with(|| tx.compute_txid().to_string())
+            .clone();
+        out.push(Matched::Output {
+            txid: id,
+            output: vout as u32,
+            address,
+            asset: asset.clone(),
+            amount: Amount::from_base_units(u128::from(o.value.to_sat())),
+        });
     }
-    if !net.txids.is_empty() {
+    if net.txids.is_empty() {
+        return;
+    }
+    let spends_watched = !net.spends.is_empty()
+        && tx
+            .input
+            .iter()
+            .any(|i| net.spends.contains_key(&i.previous_output));
+    if txid.is_some() || spends_watched || !net.blind.is_empty() {
         let id = txid.get_or_insert_with(|| tx.compute_txid().to_string());
         if net.txids.contains(id.as_str()) {
             out.push(Matched::Tx { txid: id.clone() });
         }
+    }
+}
+
+/// The canonical address of `script` if it is watched.
+fn watched_address(net: &NetworkWatch, network: Network, script: &Script) -> Option<String> {
+    match ScriptKey::new(script) {
+        Some(key) => {
+            if !net.scripts.contains(&key) {
+                return None;
+            }
+            let Network::Bitcoin(b) = network else {
+                return None;
+            };
+            bitcoin::Address::from_script(script, b.to_bitcoin())
+                .ok()
+                .map(|a| a.to_string())
+        }
+        None => net.long_scripts.get(script).cloned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitcoin::absolute::LockTime;
+    use bitcoin::hashes::Hash;
+    use bitcoin::transaction::Version;
+    use bitcoin::{Sequence, TxIn, TxOut, WPubkeyHash, Witness};
+    use proto::BitcoinNetwork;
+
+    const NET: Network = Network::Bitcoin(BitcoinNetwork::Regtest);
+
+    fn btc() -> AssetId {
+        AssetId::new("BTC").expect("ticker")
+    }
+
+    fn p2wpkh(n: u8) -> ScriptBuf {
+        ScriptBuf::new_p2wpkh(&WPubkeyHash::from_byte_array([n; 20]))
+    }
+
+    fn spend(prev: u8, vout: u32, to: ScriptBuf) -> Transaction {
+        Transaction {
+            version: Version::TWO,
+            lock_time: LockTime::ZERO,
+            input: vec![TxIn {
+                previous_output: OutPoint::new(Txid::from_byte_array([prev; 32]), vout),
+                script_sig: ScriptBuf::new(),
+                sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
+                witness: Witness::from_slice(&[vec![1u8; 72], vec![2u8; 33]]),
+            }],
+            output: vec![TxOut {
+                value: bitcoin::Amount::from_sat(10_000),
+                script_pubkey: to,
+            }],
+        }
+    }
+
+    fn watch_script(list: &WatchList, script: &Script) -> String {
+        let a = bitcoin::Address::from_script(script, bitcoin::Network::Regtest).expect("standard");
+        list.add_address(NET, &proto::Address::Bitcoin(a))
+    }
+
+    #[test]
+    fn a_transaction_watched_by_its_inputs_is_found_and_a_conflict_is_not_it() {
+        let list = WatchList::new();
+        let payout = spend(1, 0, p2wpkh(9));
+        let id = payout.compute_txid().to_string();
+        list.add_txid(NET, &id);
+        list.add_spend(NET, &payout);
+        assert!(list.read()[&NET].blind.is_empty(), "no longer hashed blind");
+        assert_eq!(
+            list.match_bitcoin_tx(NET, &payout, &btc()),
+            vec![Matched::Tx { txid: id.clone() }]
+        );
+        // Another transaction spending the same outpoint is not the payout.
+        let conflict = spend(1, 0, p2wpkh(8));
+        assert!(list.match_bitcoin_tx(NET, &conflict, &btc()).is_empty());
+        // Unrelated transactions are not reported.
+        assert!(list
+            .match_bitcoin_tx(NET, &spend(2, 0, p2wpkh(9)), &btc())
+            .is_empty());
+    }
+
+    #[test]
+    fn a_txid_watched_without_its_inputs_is_still_found() {
+        let list = WatchList::new();
+        let own = spend(3, 1, p2wpkh(7));
+        let id = own.compute_txid().to_string();
+        list.add_txid(NET, &id);
+        assert_eq!(
+            list.match_bitcoin_tx(NET, &own, &btc()),
+            vec![Matched::Tx { txid: id }]
+        );
+    }
+
+    #[test]
+    fn inline_and_long_scripts_match_with_their_canonical_address() {
+        let list = WatchList::new();
+        // P2TR (34 bytes, inline) and a version-2 witness program of 40
+        // bytes (a standard output type, kept in the side table).
+        let p2tr = ScriptBuf::from_bytes([vec![0x51, 0x20], vec![5u8; 32]].concat());
+        let long = ScriptBuf::from_bytes([vec![0x52, 40], vec![6u8; 40]].concat());
+        assert!(long.len() > INLINE_SCRIPT);
+        let a_tr = watch_script(&list, &p2tr);
+        let a_long = watch_script(&list, &long);
+        for (script, address) in [(p2tr, a_tr), (long, a_long)] {
+            let tx = spend(4, 0, script);
+            let m = list.match_bitcoin_tx(NET, &tx, &btc());
+            assert_eq!(m.len(), 1, "{address}");
+            assert!(matches!(&m[0], Matched::Output { address: a, .. } if *a == address));
+        }
+        assert_eq!(list.len(NET), 2);
     }
 }
