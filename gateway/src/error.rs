@@ -37,7 +37,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::UnknownAsset
         | ErrorCode::UnsupportedPair
         | ErrorCode::AmountTooSmall
-        | ErrorCode::AmountTooLarge => StatusCode::BAD_REQUEST,
+        | ErrorCode::AmountTooLarge
+        | ErrorCode::TransactionRejected => StatusCode::BAD_REQUEST,
         ErrorCode::QuoteNotFound | ErrorCode::SwapNotFound => StatusCode::NOT_FOUND,
         ErrorCode::QuoteExpired => StatusCode::GONE,
         ErrorCode::QuoteAlreadyUsed | ErrorCode::IdempotencyConflict => StatusCode::CONFLICT,

@@ -6,6 +6,7 @@
 
 pub mod error;
 mod service;
+pub mod signing;
 mod ws;
 
 use std::net::SocketAddr;
@@ -18,7 +19,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use hot_wallet::HotWalletApi;
 use liquidity::LiquidityApi;
-use proto::api::{AcceptRequest, RefundAddressRequest, RfqRequest};
+use proto::api::{AcceptRequest, PsbtRequest, RefundAddressRequest, RelayRequest, RfqRequest};
 use proto::{Assets, Pair};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
@@ -45,6 +46,8 @@ pub use service::Service;
         accept,
         swap,
         refund_address,
+        deposit_psbt,
+        relay,
         ws_doc
     ),
     components(schemas(
@@ -53,6 +56,12 @@ pub use service::Service;
         proto::api::Quote,
         proto::api::AcceptRequest,
         proto::api::RefundAddressRequest,
+        proto::api::KeyOrigin,
+        proto::api::PsbtInput,
+        proto::api::PsbtRequest,
+        proto::api::PsbtResponse,
+        proto::api::RelayRequest,
+        proto::api::RelayResponse,
         proto::api::DepositInstructions,
         proto::api::SwapStatus,
         proto::api::DepositView,
@@ -96,6 +105,7 @@ pub struct GatewayConfig {
 pub struct GatewayDeps {
     pub liquidity: Arc<dyn LiquidityApi>,
     pub hot_wallet: Arc<dyn HotWalletApi>,
+    pub chains: Arc<dyn DepositChains>,
     pub bus: infra::bus::SharedBus,
 }
 
@@ -103,6 +113,27 @@ impl std::fmt::Debug for GatewayDeps {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GatewayDeps").finish_non_exhaustive()
     }
+}
+
+/// What the gateway asks of the chains for wallets that sign elsewhere.
+#[async_trait::async_trait]
+pub trait DepositChains: Send + Sync + 'static {
+    /// Broadcasts a signed transaction; returns its id. A transaction the
+    /// node already has is a success.
+    async fn relay(&self, network: proto::Network, raw_tx: &[u8]) -> Result<String, RelayError>;
+    /// The node's fee estimate for confirmation within 2 blocks, sat/vB.
+    async fn bitcoin_fee_rate(&self, network: proto::Network) -> Result<u64, String>;
+}
+
+/// Why a relay failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// The node refused the transaction for good (the message says why).
+    #[error("rejected: {0}")]
+    Rejected(String),
+    /// The node could not be asked; the client may retry the same bytes.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// Errors starting the gateway.
@@ -162,6 +193,8 @@ pub fn router(service: Service, max_body_bytes: usize) -> Router {
         .route("/v1/swaps", post(accept))
         .route("/v1/swaps/{swap_id}", get(swap))
         .route("/v1/swaps/{swap_id}/refund-address", post(refund_address))
+        .route("/v1/swaps/{swap_id}/psbt", post(deposit_psbt))
+        .route("/v1/swaps/{swap_id}/relay", post(relay))
         .route("/v1/ws", get(ws::upgrade))
         .route("/v1/openapi.json", get(openapi))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
@@ -308,6 +341,48 @@ async fn refund_address(
     Ok(Json(s.refund_address(&swap_id, &req.refund_address).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/swaps/{swap_id}/psbt",
+    params(("swap_id" = String, Path, description = "The swap's id (UUID)")),
+    request_body = proto::api::PsbtRequest,
+    responses(
+        (status = 200, description = "An unsigned PSBT (BIP174, base64) paying the deposit's exact amount from the listed UTXOs, RBF signalled, change to the change address; sign it with any standard signer and send it back through /relay or broadcast it yourself", body = proto::api::PsbtResponse),
+        (status = 400, description = "Not a Bitcoin deposit, the swap takes no deposit now, an invalid input or address, or inputs that do not cover amount and fee", body = proto::api::ApiError),
+        (status = 404, description = "No such swap", body = proto::api::ApiError),
+        (status = 503, description = "No fee estimate and none given", body = proto::api::ApiError)
+    )
+)]
+async fn deposit_psbt(
+    State(s): State<Service>,
+    Path(swap_id): Path<String>,
+    body: Result<Json<PsbtRequest>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Json<proto::api::PsbtResponse>> {
+    let Json(req) = body?;
+    Ok(Json(s.deposit_psbt(&swap_id, &req).await?))
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/swaps/{swap_id}/relay",
+    params(("swap_id" = String, Path, description = "The swap's id (UUID)")),
+    request_body = proto::api::RelayRequest,
+    responses(
+        (status = 200, description = "Broadcast (or already known to the node)", body = proto::api::RelayResponse),
+        (status = 400, description = "Not a transaction, it does not pay this swap's deposit, or the node refused it (code transaction_rejected)", body = proto::api::ApiError),
+        (status = 404, description = "No such swap", body = proto::api::ApiError),
+        (status = 503, description = "The node could not be reached: retry with the same bytes", body = proto::api::ApiError)
+    )
+)]
+async fn relay(
+    State(s): State<Service>,
+    Path(swap_id): Path<String>,
+    body: Result<Json<RelayRequest>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Json<proto::api::RelayResponse>> {
+    let Json(req) = body?;
+    Ok(Json(s.relay(&swap_id, &req.raw_tx).await?))
+}
+
 #[cfg(test)]
 mod tests {
     /// docs/openapi.json is the generated document, kept in the repo for
@@ -325,6 +400,8 @@ mod tests {
             "/v1/quotes",
             "/v1/swaps",
             "/v1/swaps/{swap_id}",
+            "/v1/swaps/{swap_id}/psbt",
+            "/v1/swaps/{swap_id}/relay",
             "/v1/swaps/{swap_id}/refund-address",
             "/v1/ws",
         ] {

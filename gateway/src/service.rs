@@ -230,6 +230,72 @@ impl Service {
         Ok(self.inner.deps.hot_wallet.swap(id).await?)
     }
 
+    /// A PSBT paying the swap's Bitcoin deposit from the client's UTXOs.
+    pub async fn deposit_psbt(
+        &self,
+        swap_id: &str,
+        request: &proto::api::PsbtRequest,
+    ) -> Result<proto::api::PsbtResponse, Failure> {
+        let view = self.swap(swap_id).await?;
+        awaiting_deposit(&view)?;
+        let fee_rate = match request.fee_rate_sat_vb {
+            Some(rate) => rate,
+            None => self
+                .inner
+                .deps
+                .chains
+                .bitcoin_fee_rate(view.deposit.network)
+                .await
+                .map_err(|e| {
+                    Failure::new(
+                        ErrorCode::Unavailable,
+                        format!("no fee estimate from the node ({e}); pass fee_rate_sat_vb"),
+                    )
+                })?,
+        };
+        crate::signing::deposit_psbt(&view.deposit, request, fee_rate)
+    }
+
+    /// Broadcasts a client's signed transaction that pays the swap's
+    /// deposit.
+    pub async fn relay(
+        &self,
+        swap_id: &str,
+        raw_tx: &str,
+    ) -> Result<proto::api::RelayResponse, Failure> {
+        let view = self.swap(swap_id).await?;
+        awaiting_deposit(&view)?;
+        let raw = crate::signing::parse_raw_tx(raw_tx)?;
+        let token = match self.inner.config.assets.get(&view.deposit.asset) {
+            Ok(spec) => match &spec.kind {
+                proto::AssetKind::Erc20 { contract } => contract.as_ethereum(),
+                proto::AssetKind::Native => None,
+            },
+            Err(e) => return Err(Failure::new(ErrorCode::Internal, e.to_string())),
+        };
+        crate::signing::check_relay(&view.deposit, token, &raw)?;
+        match self
+            .inner
+            .deps
+            .chains
+            .relay(view.deposit.network, &raw)
+            .await
+        {
+            Ok(txid) => {
+                info!(swap_id = %view.swap_id, %txid, "relayed deposit transaction");
+                Ok(proto::api::RelayResponse { txid })
+            }
+            Err(crate::RelayError::Rejected(m)) => Err(Failure::new(
+                ErrorCode::TransactionRejected,
+                format!("the node refused the transaction: {m}"),
+            )),
+            Err(crate::RelayError::Unavailable(m)) => Err(Failure::new(
+                ErrorCode::Unavailable,
+                format!("the node could not be reached; the transaction may or may not have been broadcast, retry with the same bytes: {m}"),
+            )),
+        }
+    }
+
     pub async fn refund_address(&self, swap_id: &str, address: &str) -> Result<SwapView, Failure> {
         let view = self.swap(swap_id).await?;
         let from = self
@@ -321,5 +387,18 @@ fn same_quote(existing: SwapView, quote_id: QuoteId, key: &str) -> Result<SwapVi
             ErrorCode::IdempotencyConflict,
             format!("idempotency key {key:?} was already used to accept a different quote"),
         ))
+    }
+}
+
+/// Signing material and relaying make sense only while the swap waits for
+/// its deposit.
+fn awaiting_deposit(view: &SwapView) -> Result<(), Failure> {
+    use proto::api::SwapStatus;
+    match view.status {
+        SwapStatus::AwaitingDeposit | SwapStatus::DepositSeen | SwapStatus::Confirming => Ok(()),
+        status => Err(Failure::bad_request(format!(
+            "swap {} is {status:?}: it takes no deposit now",
+            view.swap_id
+        ))),
     }
 }

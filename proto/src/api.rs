@@ -106,6 +106,85 @@ pub struct DepositInstructions {
     pub required_confirmations: u32,
 }
 
+/// Where a key comes from in the client's wallet (BIP32), so that a
+/// hardware wallet recognises the input or change as its own and signs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeyOrigin {
+    /// Master key fingerprint, 8 hex digits.
+    #[schema(example = "d34db33f")]
+    pub fingerprint: String,
+    #[schema(example = "m/84'/1'/0'/0/0")]
+    pub path: String,
+    /// Hex public key: 33 bytes compressed, or the 32-byte x-only internal
+    /// key for P2TR.
+    pub pubkey: String,
+}
+
+/// One UTXO of the client's to spend in the deposit PSBT.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PsbtInput {
+    pub txid: String,
+    pub vout: u32,
+    /// The address the UTXO pays (P2WPKH, P2TR or P2PKH).
+    pub address: String,
+    /// Its value in BTC, as a decimal string.
+    pub amount: String,
+    /// The whole funding transaction, hex: required for P2PKH, recommended
+    /// for P2WPKH (signers check the amount against it).
+    #[serde(default)]
+    pub previous_tx: Option<String>,
+    #[serde(default)]
+    pub key_origin: Option<KeyOrigin>,
+}
+
+/// Ask for a PSBT (BIP174) paying a swap's Bitcoin deposit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PsbtRequest {
+    /// Every listed UTXO is spent (the wallet chooses its coins).
+    pub inputs: Vec<PsbtInput>,
+    /// Where the change goes (dropped to the fee when below dust).
+    pub change_address: String,
+    #[serde(default)]
+    pub change_key_origin: Option<KeyOrigin>,
+    /// sat/vB; the node's estimate for 2 blocks when absent.
+    #[serde(default)]
+    pub fee_rate_sat_vb: Option<u64>,
+}
+
+/// An unsigned PSBT paying the deposit's exact amount, base64 (BIP174).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PsbtResponse {
+    pub psbt: String,
+    /// Network fee in BTC.
+    pub fee: String,
+    #[schema(value_type = String, pattern = "^[0-9]+$")]
+    pub fee_base_units: Amount,
+    pub fee_rate_sat_vb: u64,
+    /// Estimated virtual size once signed.
+    pub vsize: u64,
+    /// Change in BTC, if any.
+    pub change: Option<String>,
+}
+
+/// A signed transaction paying a swap's deposit, for the engine to
+/// broadcast.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RelayRequest {
+    /// The serialised transaction, hex (Bitcoin consensus encoding, or an
+    /// EIP-2718 Ethereum envelope).
+    pub raw_tx: String,
+}
+
+/// The relayed transaction's id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RelayResponse {
+    pub txid: String,
+}
+
 /// Where a swap stands, as clients see it.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
@@ -237,6 +316,8 @@ pub enum ErrorCode {
     IdempotencyConflict,
     TradingHalted,
     RateLimited,
+    /// The node refused a relayed transaction; the message says why.
+    TransactionRejected,
     Unavailable,
     Internal,
 }

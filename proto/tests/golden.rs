@@ -176,6 +176,50 @@ fn rest_messages() {
             at: t(5),
         },
     );
+    let origin = KeyOrigin {
+        fingerprint: "d34db33f".into(),
+        path: "m/84'/1'/0'/0/0".into(),
+        pubkey: "0330d54fd0dd420a6e5f8d3624f5f3482cae350f79d5f0753bf5beef9c2d91af3c".into(),
+    };
+    check(
+        "psbt_request",
+        &PsbtRequest {
+            inputs: vec![PsbtInput {
+                txid: "5f2c0e6fa4b1c8d3e9f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5".into(),
+                vout: 1,
+                address: "bcrt1qs758ursh4q9z627kt3pp5yysm78ddny6txaqgw".into(),
+                amount: "0.01".into(),
+                previous_tx: None,
+                key_origin: Some(origin.clone()),
+            }],
+            change_address: "bcrt1q6rlaztmgg45n9ajh22rd64gkeqnmjygc5fxdl4".into(),
+            change_key_origin: Some(origin),
+            fee_rate_sat_vb: Some(3),
+        },
+    );
+    check(
+        "psbt_response",
+        &PsbtResponse {
+            psbt: "cHNidP8BAHECAAAAAQ==".into(),
+            fee: "0.00000423".into(),
+            fee_base_units: Amount::from_base_units(423),
+            fee_rate_sat_vb: 3,
+            vsize: 141,
+            change: Some("0.00499577".into()),
+        },
+    );
+    check(
+        "relay_request",
+        &RelayRequest {
+            raw_tx: "02000000000101".into(),
+        },
+    );
+    check(
+        "relay_response",
+        &RelayResponse {
+            txid: "5f2c0e6fa4b1c8d3e9f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5".into(),
+        },
+    );
     check(
         "api_error",
         &ApiError::new(

@@ -122,3 +122,47 @@ impl Execution for LiquidityExecution {
         self.0.release(quote_id).await.map_err(|e| e.to_string())
     }
 }
+
+/// The node gateway, as the client gateway sees it: relaying wallets'
+/// signed deposits and fee estimates for their PSBTs.
+#[derive(Debug, Clone)]
+pub struct RelayChains(pub NodeGateway);
+
+/// Regtest and quiet networks have no fee data; this is bitcoind's own
+/// fallback fee (`-fallbackfee`, 20 sat/vB) for that case.
+const FALLBACK_SAT_PER_VB: u64 = 20;
+
+#[async_trait]
+impl gateway::DepositChains for RelayChains {
+    async fn relay(&self, network: Network, raw_tx: &[u8]) -> Result<String, gateway::RelayError> {
+        match self.0.broadcast(network, raw_tx).await {
+            Ok(txid) => Ok(txid),
+            Err(e) if e.is_already_known() => local_txid(network, raw_tx)
+                .ok_or_else(|| gateway::RelayError::Rejected(e.to_string())),
+            Err(BroadcastError::Unavailable(m)) => Err(gateway::RelayError::Unavailable(m)),
+            Err(e) => Err(gateway::RelayError::Rejected(e.to_string())),
+        }
+    }
+
+    async fn bitcoin_fee_rate(&self, network: Network) -> Result<u64, String> {
+        let rpc = match (network, self.0.bitcoin_rpc()) {
+            (Network::Bitcoin(_), Some(rpc)) => rpc,
+            _ => return Err(format!("no Bitcoin node for {network}")),
+        };
+        let estimate = rpc.estimate_smart_fee(2).await.map_err(|e| e.to_string())?;
+        Ok(estimate
+            .sat_per_kvb
+            .map(|kvb| kvb.div_ceil(1000).max(1))
+            .unwrap_or(FALLBACK_SAT_PER_VB))
+    }
+}
+
+/// The id of a serialised transaction, as chain events spell it.
+fn local_txid(network: Network, raw_tx: &[u8]) -> Option<String> {
+    match network {
+        Network::Bitcoin(_) => bitcoin::consensus::deserialize::<bitcoin::Transaction>(raw_tx)
+            .ok()
+            .map(|tx| tx.compute_txid().to_string()),
+        Network::Ethereum(_) => Some(format!("{:#x}", alloy_primitives::keccak256(raw_tx))),
+    }
+}

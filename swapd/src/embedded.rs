@@ -226,7 +226,7 @@ pub async fn start(cfg: EmbeddedConfig) -> anyhow::Result<Embedded> {
         HotWalletDeps {
             store: store.clone(),
             bus: bus.clone(),
-            chains: Arc::new(NodeChains(nodes)),
+            chains: Arc::new(NodeChains(nodes.clone())),
             execution: Arc::new(LiquidityExecution(liquidity.clone())),
         },
         shutdown.clone(),
@@ -250,6 +250,7 @@ pub async fn start(cfg: EmbeddedConfig) -> anyhow::Result<Embedded> {
         gateway::GatewayDeps {
             liquidity: liquidity as Arc<dyn LiquidityApi>,
             hot_wallet: Arc::new(hot_wallet.clone()),
+            chains: Arc::new(crate::adapters::RelayChains(nodes.clone())),
             bus,
         },
         shutdown.clone(),
