@@ -47,6 +47,7 @@ pub use service::Service;
         swap,
         refund_address,
         deposit_psbt,
+        ethereum_transaction,
         relay,
         ws_doc
     ),
@@ -61,6 +62,8 @@ pub use service::Service;
         proto::api::PsbtRequest,
         proto::api::PsbtResponse,
         proto::api::RelayRequest,
+        proto::api::EthTransactionRequest,
+        proto::api::UnsignedEthTransaction,
         proto::api::RelayResponse,
         proto::api::DepositInstructions,
         proto::api::SwapStatus,
@@ -123,6 +126,16 @@ pub trait DepositChains: Send + Sync + 'static {
     async fn relay(&self, network: proto::Network, raw_tx: &[u8]) -> Result<String, RelayError>;
     /// The node's fee estimate for confirmation within 2 blocks, sat/vB.
     async fn bitcoin_fee_rate(&self, network: proto::Network) -> Result<u64, String>;
+    /// Chain id, `from`'s next nonce (pending), the gas the call needs and
+    /// EIP-1559 fees, from the node.
+    async fn ethereum_params(
+        &self,
+        network: proto::Network,
+        from: alloy_primitives::Address,
+        to: alloy_primitives::Address,
+        value: alloy_primitives::U256,
+        data: alloy_primitives::Bytes,
+    ) -> Result<signing::EthTxParams, String>;
 }
 
 /// Why a relay failed.
@@ -194,6 +207,10 @@ pub fn router(service: Service, max_body_bytes: usize) -> Router {
         .route("/v1/swaps/{swap_id}", get(swap))
         .route("/v1/swaps/{swap_id}/refund-address", post(refund_address))
         .route("/v1/swaps/{swap_id}/psbt", post(deposit_psbt))
+        .route(
+            "/v1/swaps/{swap_id}/ethereum-transaction",
+            post(ethereum_transaction),
+        )
         .route("/v1/swaps/{swap_id}/relay", post(relay))
         .route("/v1/ws", get(ws::upgrade))
         .route("/v1/openapi.json", get(openapi))
@@ -364,6 +381,27 @@ async fn deposit_psbt(
 
 #[utoipa::path(
     post,
+    path = "/v1/swaps/{swap_id}/ethereum-transaction",
+    params(("swap_id" = String, Path, description = "The swap's id (UUID)")),
+    request_body = proto::api::EthTransactionRequest,
+    responses(
+        (status = 200, description = "An unsigned EIP-1559 transaction paying the deposit from `from` (ETH to the deposit address, or the token's transfer), nonce, gas and fees from the node; sign it and broadcast it, or send it to /relay", body = proto::api::UnsignedEthTransaction),
+        (status = 400, description = "Not an Ethereum deposit, the swap takes no deposit now, or an invalid address", body = proto::api::ApiError),
+        (status = 404, description = "No such swap", body = proto::api::ApiError),
+        (status = 503, description = "The node could not be asked", body = proto::api::ApiError)
+    )
+)]
+async fn ethereum_transaction(
+    State(s): State<Service>,
+    Path(swap_id): Path<String>,
+    body: Result<Json<proto::api::EthTransactionRequest>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Json<proto::api::UnsignedEthTransaction>> {
+    let Json(req) = body?;
+    Ok(Json(s.ethereum_transaction(&swap_id, &req.from).await?))
+}
+
+#[utoipa::path(
+    post,
     path = "/v1/swaps/{swap_id}/relay",
     params(("swap_id" = String, Path, description = "The swap's id (UUID)")),
     request_body = proto::api::RelayRequest,
@@ -402,6 +440,7 @@ mod tests {
             "/v1/swaps/{swap_id}",
             "/v1/swaps/{swap_id}/psbt",
             "/v1/swaps/{swap_id}/relay",
+            "/v1/swaps/{swap_id}/ethereum-transaction",
             "/v1/swaps/{swap_id}/refund-address",
             "/v1/ws",
         ] {

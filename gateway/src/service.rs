@@ -256,6 +256,52 @@ impl Service {
         crate::signing::deposit_psbt(&view.deposit, request, fee_rate)
     }
 
+    /// The unsigned EIP-1559 transaction paying the swap's ETH or token
+    /// deposit from the user's address.
+    pub async fn ethereum_transaction(
+        &self,
+        swap_id: &str,
+        from: &str,
+    ) -> Result<proto::api::UnsignedEthTransaction, Failure> {
+        let view = self.swap(swap_id).await?;
+        awaiting_deposit(&view)?;
+        let token = self.token_contract(&view)?;
+        let (to, value, data) = crate::signing::eth_deposit_call(&view.deposit, token)?;
+        let from = Address::parse(view.deposit.network, from)
+            .map_err(|e| Failure::new(ErrorCode::InvalidAddress, format!("from: {e}")))?
+            .as_ethereum()
+            .ok_or_else(|| {
+                Failure::new(ErrorCode::InvalidAddress, "from: not an Ethereum address")
+            })?;
+        let params = self
+            .inner
+            .deps
+            .chains
+            .ethereum_params(view.deposit.network, from, to, value, data)
+            .await
+            .map_err(|e| {
+                Failure::new(
+                    ErrorCode::Unavailable,
+                    format!("the Ethereum node could not fill the transaction: {e}"),
+                )
+            })?;
+        crate::signing::eth_deposit_tx(&view.deposit, token, from, params)
+    }
+
+    /// The deposit asset's token contract, if it is a token.
+    fn token_contract(
+        &self,
+        view: &SwapView,
+    ) -> Result<Option<alloy_primitives::Address>, Failure> {
+        match self.inner.config.assets.get(&view.deposit.asset) {
+            Ok(spec) => Ok(match &spec.kind {
+                proto::AssetKind::Erc20 { contract } => contract.as_ethereum(),
+                proto::AssetKind::Native => None,
+            }),
+            Err(e) => Err(Failure::new(ErrorCode::Internal, e.to_string())),
+        }
+    }
+
     /// Broadcasts a client's signed transaction that pays the swap's
     /// deposit.
     pub async fn relay(
@@ -266,13 +312,7 @@ impl Service {
         let view = self.swap(swap_id).await?;
         awaiting_deposit(&view)?;
         let raw = crate::signing::parse_raw_tx(raw_tx)?;
-        let token = match self.inner.config.assets.get(&view.deposit.asset) {
-            Ok(spec) => match &spec.kind {
-                proto::AssetKind::Erc20 { contract } => contract.as_ethereum(),
-                proto::AssetKind::Native => None,
-            },
-            Err(e) => return Err(Failure::new(ErrorCode::Internal, e.to_string())),
-        };
+        let token = self.token_contract(&view)?;
         crate::signing::check_relay(&view.deposit, token, &raw)?;
         match self
             .inner

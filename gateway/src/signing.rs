@@ -442,6 +442,92 @@ fn check_eth_relay(
     }
 }
 
+/// What the node says for an Ethereum transaction from the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EthTxParams {
+    pub chain_id: u64,
+    pub nonce: u64,
+    pub gas_limit: u64,
+    pub max_fee_per_gas: u128,
+    pub max_priority_fee_per_gas: u128,
+}
+
+/// Recipient, value and call data paying `deposit`: ETH straight to the
+/// deposit address, or a token's `transfer(deposit, amount)`.
+pub fn eth_deposit_call(
+    deposit: &DepositInstructions,
+    token_contract: Option<alloy_primitives::Address>,
+) -> Result<
+    (
+        alloy_primitives::Address,
+        alloy_primitives::U256,
+        alloy_primitives::Bytes,
+    ),
+    Failure,
+> {
+    use alloy_primitives::{Bytes, U256};
+    if !matches!(deposit.network, Network::Ethereum(_)) {
+        return Err(Failure::bad_request(format!(
+            "this swap's deposit is on {}: an Ethereum transaction is for ETH and token deposits; use the PSBT",
+            deposit.network
+        )));
+    }
+    let deposit_to = Address::parse(deposit.network, &deposit.address)
+        .ok()
+        .and_then(|a| a.as_ethereum())
+        .ok_or_else(|| Failure::new(ErrorCode::Internal, "deposit address does not parse"))?;
+    let amount = U256::from(deposit.amount_base_units.base_units());
+    Ok(match token_contract {
+        None => (deposit_to, amount, Bytes::new()),
+        Some(token) => {
+            let mut data = Vec::with_capacity(68);
+            data.extend_from_slice(&[0xa9, 0x05, 0x9c, 0xbb]);
+            data.extend_from_slice(&[0u8; 12]);
+            data.extend_from_slice(deposit_to.as_slice());
+            data.extend_from_slice(&amount.to_be_bytes::<32>());
+            (token, U256::ZERO, Bytes::from(data))
+        }
+    })
+}
+
+/// The unsigned EIP-1559 transaction paying `deposit` from `from`.
+pub fn eth_deposit_tx(
+    deposit: &DepositInstructions,
+    token_contract: Option<alloy_primitives::Address>,
+    from: alloy_primitives::Address,
+    params: EthTxParams,
+) -> Result<proto::api::UnsignedEthTransaction, Failure> {
+    use alloy_consensus::{SignableTransaction, TxEip1559};
+    let (to, value, data) = eth_deposit_call(deposit, token_contract)?;
+    let tx = TxEip1559 {
+        chain_id: params.chain_id,
+        nonce: params.nonce,
+        gas_limit: params.gas_limit,
+        max_fee_per_gas: params.max_fee_per_gas,
+        max_priority_fee_per_gas: params.max_priority_fee_per_gas,
+        to: alloy_primitives::TxKind::Call(to),
+        value,
+        access_list: Default::default(),
+        input: data.clone(),
+    };
+    let mut payload = Vec::new();
+    tx.encode_for_signing(&mut payload);
+    Ok(proto::api::UnsignedEthTransaction {
+        tx_type: "0x2".into(),
+        chain_id: format!("{:#x}", params.chain_id),
+        nonce: format!("{:#x}", params.nonce),
+        from: from.to_checksum(None),
+        to: to.to_checksum(None),
+        value: format!("{value:#x}"),
+        data: format!("0x{}", hex::encode(&data)),
+        gas: format!("{:#x}", params.gas_limit),
+        max_fee_per_gas: format!("{:#x}", params.max_fee_per_gas),
+        max_priority_fee_per_gas: format!("{:#x}", params.max_priority_fee_per_gas),
+        unsigned_payload: format!("0x{}", hex::encode(&payload)),
+        signing_hash: format!("{:#x}", tx.signature_hash()),
+    })
+}
+
 /// Parses the hex a client sends as `raw_tx` (with or without `0x`).
 pub fn parse_raw_tx(raw: &str) -> Result<Vec<u8>, Failure> {
     let s = raw.trim();

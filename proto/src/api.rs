@@ -185,6 +185,42 @@ pub struct RelayResponse {
     pub txid: String,
 }
 
+/// Ask for the unsigned Ethereum transaction paying a swap's ETH or token
+/// deposit from the user's address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EthTransactionRequest {
+    /// The user's address (EIP-55 or lowercase); nonce and gas are for it.
+    pub from: String,
+}
+
+/// An unsigned EIP-1559 transaction, filled from the node: the fields in
+/// JSON-RPC form (hex quantities, as `eth_signTransaction` takes them) and
+/// the EIP-2718 payload a hardware wallet signs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UnsignedEthTransaction {
+    /// Always `0x2`.
+    #[serde(rename = "type")]
+    pub tx_type: String,
+    pub chain_id: String,
+    pub nonce: String,
+    pub from: String,
+    pub to: String,
+    /// Wei, hex quantity.
+    pub value: String,
+    /// Call data (`0x` for ETH, `transfer(deposit, amount)` for a token).
+    pub data: String,
+    pub gas: String,
+    pub max_fee_per_gas: String,
+    pub max_priority_fee_per_gas: String,
+    /// `0x02 || rlp([chainId, nonce, maxPriorityFeePerGas, maxFeePerGas,
+    /// gas, to, value, data, accessList])`, hex.
+    pub unsigned_payload: String,
+    /// keccak256 of `unsigned_payload`: what the key signs.
+    pub signing_hash: String,
+}
+
 /// Where a swap stands, as clients see it.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,

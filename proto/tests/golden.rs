@@ -209,6 +209,30 @@ fn rest_messages() {
         },
     );
     check(
+        "eth_transaction_request",
+        &EthTransactionRequest {
+            from: "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359".into(),
+        },
+    );
+    check(
+        "unsigned_eth_transaction",
+        &UnsignedEthTransaction {
+            tx_type: "0x2".into(),
+            chain_id: "0x7a69".into(),
+            nonce: "0x0".into(),
+            from: "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359".into(),
+            to: "0x738b46F8018aB7F1C4b563cF032a0b973d19b9F3".into(),
+            value: "0x2bdc545d6b4b8700".into(),
+            data: "0x".into(),
+            gas: "0x5208".into(),
+            max_fee_per_gas: "0x77359400".into(),
+            max_priority_fee_per_gas: "0x3b9aca00".into(),
+            unsigned_payload: "0x02ef827a6980843b9aca008477359400825208".into(),
+            signing_hash: "0x5f2c0e6fa4b1c8d3e9f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5"
+                .into(),
+        },
+    );
+    check(
         "relay_request",
         &RelayRequest {
             raw_tx: "02000000000101".into(),

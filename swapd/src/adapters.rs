@@ -39,13 +39,8 @@ impl ChainAccess for NodeChains {
             Err(e) if e.is_already_known() => Err(BroadcastFailure::AlreadyKnown),
             Err(BroadcastError::Unavailable(m)) => Err(BroadcastFailure::Unavailable(m)),
             Err(BroadcastError::NonceTooLow(m)) => {
-                // Our own transaction, already mined, looks like this on a
-                // rebroadcast: check its receipt before calling it a failure.
-                if let (Network::Ethereum(_), Some(rpc)) = (network, self.0.eth_rpc()) {
-                    let hash = alloy_primitives::keccak256(raw_tx);
-                    if let Ok(Some(_)) = rpc.get_transaction_receipt(&hash).await {
-                        return Err(BroadcastFailure::AlreadyKnown);
-                    }
+                if already_mined(&self.0, network, raw_tx).await {
+                    return Err(BroadcastFailure::AlreadyKnown);
                 }
                 Err(BroadcastFailure::Rejected(format!("nonce too low: {m}")))
             }
@@ -139,6 +134,10 @@ impl gateway::DepositChains for RelayChains {
             Ok(txid) => Ok(txid),
             Err(e) if e.is_already_known() => local_txid(network, raw_tx)
                 .ok_or_else(|| gateway::RelayError::Rejected(e.to_string())),
+            Err(e @ BroadcastError::NonceTooLow(_)) => match local_txid(network, raw_tx) {
+                Some(txid) if already_mined(&self.0, network, raw_tx).await => Ok(txid),
+                _ => Err(gateway::RelayError::Rejected(e.to_string())),
+            },
             Err(BroadcastError::Unavailable(m)) => Err(gateway::RelayError::Unavailable(m)),
             Err(e) => Err(gateway::RelayError::Rejected(e.to_string())),
         }
@@ -154,6 +153,62 @@ impl gateway::DepositChains for RelayChains {
             .sat_per_kvb
             .map(|kvb| kvb.div_ceil(1000).max(1))
             .unwrap_or(FALLBACK_SAT_PER_VB))
+    }
+
+    async fn ethereum_params(
+        &self,
+        network: Network,
+        from: alloy_primitives::Address,
+        to: alloy_primitives::Address,
+        value: alloy_primitives::U256,
+        data: alloy_primitives::Bytes,
+    ) -> Result<gateway::signing::EthTxParams, String> {
+        let Network::Ethereum(net) = network else {
+            return Err(format!("{network} is not an Ethereum network"));
+        };
+        let chains = NodeChains(self.0.clone());
+        let rpc = chains.eth(network)?;
+        let chain_id = rpc.chain_id().await.map_err(|e| e.to_string())?;
+        if chain_id != net.chain_id() {
+            return Err(format!(
+                "the node is on chain {chain_id}, not {network} ({})",
+                net.chain_id()
+            ));
+        }
+        let nonce = rpc
+            .get_transaction_count(&from, BlockTag::Pending)
+            .await
+            .map_err(|e| e.to_string())?;
+        let gas: alloy_primitives::U64 = serde_json::from_value(
+            rpc.call_raw(
+                "eth_estimateGas",
+                serde_json::json!([{"from": from, "to": to, "value": value, "data": data}]),
+            )
+            .await
+            .map_err(|e| e.to_string())?,
+        )
+        .map_err(|e| format!("eth_estimateGas answer: {e}"))?;
+        let fees = chains.eth_fees(network).await?;
+        Ok(gateway::signing::EthTxParams {
+            chain_id,
+            nonce,
+            gas_limit: gas.to(),
+            max_fee_per_gas: fees.max_fee_per_gas,
+            max_priority_fee_per_gas: fees.max_priority_fee_per_gas,
+        })
+    }
+}
+
+/// Whether an Ethereum transaction refused with "nonce too low" is this very
+/// transaction, already mined (what a rebroadcast of a mined transaction
+/// looks like), by its receipt.
+async fn already_mined(nodes: &NodeGateway, network: Network, raw_tx: &[u8]) -> bool {
+    match (network, nodes.eth_rpc()) {
+        (Network::Ethereum(_), Some(rpc)) => {
+            let hash = alloy_primitives::keccak256(raw_tx);
+            matches!(rpc.get_transaction_receipt(&hash).await, Ok(Some(_)))
+        }
+        _ => false,
     }
 }
 

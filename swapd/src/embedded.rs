@@ -75,6 +75,8 @@ pub struct Embedded {
     pub bitcoin: BitcoinSim,
     pub ethereum: EthereumSim,
     pub hot_wallet: hot_wallet::HotWallet,
+    /// The node gateway the services share.
+    pub nodes: NodeGateway,
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
 }
@@ -266,6 +268,7 @@ pub async fn start(cfg: EmbeddedConfig) -> anyhow::Result<Embedded> {
         bitcoin,
         ethereum,
         hot_wallet,
+        nodes,
         shutdown,
         tracker,
     })
