@@ -26,6 +26,7 @@
 //! root; snapshots are not kept across restarts.
 
 pub mod chain;
+mod evm;
 mod rpc;
 mod store;
 
