@@ -14,8 +14,8 @@
 //! eth_blockNumber, eth_getBlockByNumber, eth_getBlockByHash,
 //! eth_getBlockReceipts, eth_getBlockTransactionCountByNumber,
 //! eth_getBalance (historical too), eth_getTransactionCount (latest,
-//! pending, historical), eth_sendRawTransaction, eth_sendTransaction (value
-//! transfers from the faucet only), eth_getTransactionByHash,
+//! pending, historical), eth_sendRawTransaction, eth_sendTransaction (from
+//! the faucet only; gas estimated when not given), eth_getTransactionByHash,
 //! eth_getTransactionReceipt (status, contractAddress, logs, logsBloom),
 //! eth_gasPrice, eth_maxPriorityFeePerGas, eth_feeHistory, eth_estimateGas
 //! (binary search; revert is error code 3 with the revert data), eth_call
@@ -367,7 +367,7 @@ impl EthNode {
     }
 
     /// Signs an EIP-1559 transaction with the faucet key and submits it.
-    fn sign_and_send(
+    pub(crate) fn sign_and_send(
         &mut self,
         to: TxKind,
         value: U256,
@@ -541,6 +541,8 @@ impl EthereumSim {
     }
 
     /// The configured tokens and their addresses, in configuration order.
+    /// An `evm_revert` to before their deployment removes the contracts;
+    /// the next start deploys them again.
     pub async fn tokens(&self) -> Vec<DeployedToken> {
         self.shared
             .lock()

@@ -477,12 +477,28 @@ async fn automine_snapshot_and_revert() {
         )
         .await;
     assert_eq!(code, -32000);
+    // ... also to deploy a contract, its gas estimated by the node.
+    let nonce = quantity(
+        &rpc.call("eth_getTransactionCount", json!([faucet, "latest"]))
+            .await,
+    );
+    let code_hex = simulators::ethereum::token::creation_code(&tusd()).expect("bytecode");
+    let deployed = rpc
+        .call(
+            "eth_sendTransaction",
+            json!([{"from": faucet, "data": code_hex}]),
+        )
+        .await;
+    let receipts = rpc.call("eth_getBlockReceipts", json!(["latest"])).await;
+    assert_eq!(receipts[0]["transactionHash"], deployed);
+    assert_eq!(receipts[0]["status"], "0x1");
+    assert_eq!(receipts[0]["contractAddress"], json!(faucet.create(nonce)));
     // A snapshot is used up by reverting to it.
     assert_eq!(rpc.call("evm_revert", json!([snap])).await, false);
 
     for tag in ["latest", "safe", "finalized", "pending"] {
         let b = rpc.call("eth_getBlockByNumber", json!([tag, false])).await;
-        assert!(quantity(&b["number"]) <= 2, "{tag}");
+        assert!(quantity(&b["number"]) <= 3, "{tag}");
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use alloy_consensus::transaction::Recovered;
 use alloy_consensus::{ReceiptEnvelope, Transaction as _, TxEnvelope};
-use alloy_primitives::{Address, Bytes, B256, U256};
+use alloy_primitives::{Address, Bytes, TxKind, B256, U256};
 use alloy_rpc_types_eth::{
     Block, BlockTransactions, Header as RpcHeader, Transaction, TransactionReceipt, Withdrawals,
 };
@@ -669,19 +669,19 @@ fn dispatch(shared: &EthShared, method: &str, p: &[Value]) -> Result<Value, RpcE
         },
         "eth_sendTransaction" => {
             // Only the faucet (anvil's first dev account) is unlocked.
-            let obj = param(p, 0)
-                .and_then(Value::as_object)
-                .ok_or_else(|| RpcError::invalid("missing transaction object"))?;
-            let from = parse_address(obj.get("from"))?;
+            let req = parse_call(p)?;
+            let from = req
+                .from
+                .ok_or_else(|| RpcError::invalid("missing value for required argument: from"))?;
             if from != node.faucet_address() {
                 return Err(RpcError::server(format!("no signer available for {from}")));
             }
-            let to = parse_address(obj.get("to"))?;
-            let value = match obj.get("value") {
-                None | Some(Value::Null) => U256::ZERO,
-                Some(v) => parse_u256(v)?,
+            let gas = match req.gas {
+                Some(gas) => gas,
+                None => evm::estimate_gas(chain, chain.head_number(), &req)?,
             };
-            Ok(json!(node.fund(to, value)?))
+            let to = req.to.map_or(TxKind::Create, TxKind::Call);
+            Ok(json!(node.sign_and_send(to, req.value, req.input, gas)?))
         }
         "eth_getTransactionReceipt" => {
             let hash = parse_hash(param(p, 0))?;
