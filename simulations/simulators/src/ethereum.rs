@@ -1,33 +1,46 @@
 //! An Ethereum dev node (a JSON-RPC subset, anvil-flavoured): accounts,
-//! EIP-1559 blocks of ETH transfers with real header hashes, a pool with
-//! geth's admission rules and messages, a faucet holding anvil's first dev
-//! key, and persistence of every step to a data directory.
+//! EIP-1559 blocks with real header hashes whose transactions execute in an
+//! in-process EVM (revm, Cancun rules), a pool with geth's admission rules
+//! and messages, a faucet holding anvil's first dev key, ERC-20 test tokens
+//! deployed at start, and persistence of every step to a data directory.
 //!
-//! The chain logic is in [`chain`] (pure); persistence is an append-only
-//! event log (`store`); the HTTP server is `rpc`. ERC-20 support would add
-//! an EVM behind [`chain::EthChain::mine_block`]'s execution step.
+//! The chain logic is in [`chain`] (pure), execution in `evm` (revm over a
+//! read-only view of the chain's state), the ERC-20 `TestToken` in
+//! [`token`]; persistence is an append-only event log (`store`) that
+//! restart and `evm_revert` replay, re-executing every transaction
+//! deterministically (each block hash is checked); the HTTP server is `rpc`.
 //!
 //! RPC methods: web3_clientVersion, net_version, net_listening, eth_chainId,
 //! eth_blockNumber, eth_getBlockByNumber, eth_getBlockByHash,
 //! eth_getBlockReceipts, eth_getBlockTransactionCountByNumber,
 //! eth_getBalance (historical too), eth_getTransactionCount (latest,
 //! pending, historical), eth_sendRawTransaction, eth_sendTransaction (from
-//! the faucet only), eth_getTransactionByHash, eth_getTransactionReceipt,
-//! eth_gasPrice, eth_maxPriorityFeePerGas, eth_feeHistory, eth_estimateGas,
-//! eth_call (`0x`), eth_getCode (`0x`), eth_getStorageAt, eth_getLogs (`[]`),
-//! eth_syncing, eth_accounts, txpool_content, evm_mine, anvil_mine /
-//! hardhat_mine, anvil_setBalance / hardhat_setBalance, evm_snapshot /
-//! evm_revert. Tags: latest, pending (= latest), earliest, safe (head - 32),
-//! finalized (head - 64).
+//! the faucet only; gas estimated when not given), eth_getTransactionByHash,
+//! eth_getTransactionReceipt (status, contractAddress, logs, logsBloom),
+//! eth_gasPrice, eth_maxPriorityFeePerGas, eth_feeHistory, eth_estimateGas
+//! (binary search; revert is error code 3 with the revert data), eth_call
+//! (at a block; revert is error code 3 with the revert data, as geth),
+//! eth_getCode, eth_getStorageAt, eth_getLogs (address or list of
+//! addresses, topics with null wildcards and OR-lists, fromBlock/toBlock or
+//! blockHash), eth_syncing, eth_accounts, txpool_content, evm_mine,
+//! anvil_mine / hardhat_mine, anvil_setBalance / hardhat_setBalance,
+//! evm_snapshot / evm_revert (contract state included). Tags: latest,
+//! pending (= latest), earliest, safe (head - 32), finalized (head - 64).
 //!
-//! Deliberate differences from geth/anvil: no EVM (transfers only, contract
-//! creation refused); future nonces are refused (`nonce too high`) rather
-//! than queued; `stateRoot` is a keccak of the account list, not a trie
-//! root; snapshots are not kept across restarts.
+//! Deliberate differences from geth/anvil: execution follows Cancun, but
+//! headers carry no blob-gas or beacon-root fields; blob and set-code
+//! (EIP-7702) transactions are refused; future nonces are refused (`nonce
+//! too high`) rather than queued; `stateRoot` is a keccak of accounts, code
+//! hashes and storage, not a trie root, and keeps touched empty accounts;
+//! eth_call and eth_estimateGas take no state overrides and cap gas at the
+//! block gas limit; eth_getLogs clamps a range end beyond the head to the
+//! head; snapshots are not kept across restarts.
 
 pub mod chain;
+mod evm;
 mod rpc;
 mod store;
+pub mod token;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -42,7 +55,9 @@ use alloy_signer_local::PrivateKeySigner;
 use tokio_util::sync::CancellationToken;
 
 use chain::{EthChain, Event, TxError, DEFAULT_CHAIN_ID, SUGGESTED_TIP, TRANSFER_GAS};
+use evm::CallRequest;
 use store::EventLog;
+pub use token::{DeployedToken, TokenConfig};
 
 /// Anvil's first dev account key (well known; test networks only). The
 /// node's faucet signs with it.
@@ -92,6 +107,14 @@ pub enum SimError {
     /// The node's lock was poisoned by a panic in another task.
     #[error("ethereum sim state lock poisoned")]
     Poisoned,
+    /// A configured token could not be deployed.
+    #[error("ethereum sim could not deploy token {symbol}: {reason}")]
+    TokenDeploy {
+        /// The token's symbol.
+        symbol: String,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 /// Configuration of the simulated node.
@@ -110,6 +133,10 @@ pub struct EthereumSimConfig {
     /// Prefunded accounts at genesis (the faucet is always funded too).
     /// Ignored when the data directory already holds a chain.
     pub genesis_alloc: Vec<(Address, U256)>,
+    /// ERC-20 tokens (TestToken) the faucet deploys at start, at its next
+    /// nonces; a token already on the chain (same name, symbol and
+    /// decimals, created by the faucet) is found again, not redeployed.
+    pub tokens: Vec<TokenConfig>,
 }
 
 impl EthereumSimConfig {
@@ -122,6 +149,7 @@ impl EthereumSimConfig {
             block_interval: None,
             automine: false,
             genesis_alloc: Vec::new(),
+            tokens: Vec::new(),
         }
     }
 }
@@ -143,6 +171,7 @@ pub(crate) struct EthNode {
     next_snapshot: u64,
     faucet: PrivateKeySigner,
     automine: bool,
+    tokens: Vec<DeployedToken>,
 }
 
 fn replay(events: &[Event], path: &Path) -> Result<EthChain, SimError> {
@@ -199,7 +228,7 @@ impl EthNode {
             pending = chain.pool().count(),
             "ethereum sim loaded"
         );
-        Ok(EthNode {
+        let mut node = EthNode {
             chain,
             events,
             log,
@@ -207,7 +236,91 @@ impl EthNode {
             next_snapshot: 1,
             faucet,
             automine: cfg.automine,
-        })
+            tokens: Vec::new(),
+        };
+        node.deploy_tokens(&cfg.tokens)?;
+        Ok(node)
+    }
+
+    /// Finds each configured token among the faucet's contracts, deploys
+    /// the missing ones and mines them into a block.
+    fn deploy_tokens(&mut self, configs: &[TokenConfig]) -> Result<(), SimError> {
+        let faucet = self.faucet.address();
+        let head = self.chain.head_number();
+        let mut found: Vec<Option<Address>> = Vec::new();
+        for cfg in configs {
+            let existing = (0..self.chain.account(&faucet).nonce)
+                .map(|n| faucet.create(n))
+                .find(|a| !found.contains(&Some(*a)) && self.token_matches(*a, cfg, head));
+            found.push(existing);
+        }
+        let deployed = found.contains(&None);
+        for (cfg, slot) in configs.iter().zip(found.iter_mut()) {
+            if slot.is_some() {
+                continue;
+            }
+            let deploy_err = |reason: String| SimError::TokenDeploy {
+                symbol: cfg.symbol.clone(),
+                reason,
+            };
+            let input = token::creation_code(cfg).map_err(|e| deploy_err(e.to_string()))?;
+            let req = CallRequest {
+                from: Some(faucet),
+                input: input.clone(),
+                ..Default::default()
+            };
+            let gas = evm::estimate_gas(&self.chain, head, &req)
+                .map_err(|e| deploy_err(e.to_string()))?;
+            let nonce = self.chain.pending_nonce(&faucet);
+            self.sign_and_send(TxKind::Create, U256::ZERO, input, gas)?;
+            let address = faucet.create(nonce);
+            tracing::info!(symbol = %cfg.symbol, %address, "deploying token");
+            *slot = Some(address);
+        }
+        if deployed && !self.automine {
+            self.mine(1)?;
+        }
+        let found: Vec<DeployedToken> = configs
+            .iter()
+            .zip(found)
+            .filter_map(|(cfg, a)| {
+                a.map(|address| DeployedToken {
+                    config: cfg.clone(),
+                    address,
+                })
+            })
+            .collect();
+        let head = self.chain.head_number();
+        for t in &found {
+            if !self.token_matches(t.address, &t.config, head) {
+                return Err(SimError::TokenDeploy {
+                    symbol: t.config.symbol.clone(),
+                    reason: format!("no matching contract at {} after deployment", t.address),
+                });
+            }
+        }
+        self.tokens = found;
+        Ok(())
+    }
+
+    /// Whether `a` holds a TestToken with `cfg`'s name, symbol and decimals.
+    fn token_matches(&self, a: Address, cfg: &TokenConfig, at: u64) -> bool {
+        if self.chain.code_view(&a, Some(at)).is_none() {
+            return false;
+        }
+        let call = |sig: &str| {
+            let req = CallRequest {
+                to: Some(a),
+                input: token::no_args_calldata(sig),
+                ..Default::default()
+            };
+            evm::call_output(&self.chain, at, &req).ok()
+        };
+        let string = |sig: &str| call(sig).and_then(|r| evm::decode_abi_string(&r));
+        string("name()").as_deref() == Some(cfg.name.as_str())
+            && string("symbol()").as_deref() == Some(cfg.symbol.as_str())
+            && call("decimals()").and_then(|r| token::decode_u256(&r))
+                == Some(U256::from(cfg.decimals))
     }
 
     fn record(&mut self, ev: Event) -> Result<(), SimError> {
@@ -250,16 +363,27 @@ impl EthNode {
     }
 
     pub(crate) fn fund(&mut self, to: Address, wei: U256) -> Result<B256, SimError> {
+        self.sign_and_send(TxKind::Call(to), wei, Bytes::new(), TRANSFER_GAS)
+    }
+
+    /// Signs an EIP-1559 transaction with the faucet key and submits it.
+    pub(crate) fn sign_and_send(
+        &mut self,
+        to: TxKind,
+        value: U256,
+        input: Bytes,
+        gas_limit: u64,
+    ) -> Result<B256, SimError> {
         let tx = TxEip1559 {
             chain_id: self.chain.chain_id(),
             nonce: self.chain.pending_nonce(&self.faucet.address()),
-            gas_limit: TRANSFER_GAS,
+            gas_limit,
             max_fee_per_gas: 2 * u128::from(self.chain.next_base_fee()) + SUGGESTED_TIP,
             max_priority_fee_per_gas: SUGGESTED_TIP,
-            to: TxKind::Call(to),
-            value: wei,
+            to,
+            value,
             access_list: Default::default(),
-            input: Bytes::new(),
+            input,
         };
         let sig = self
             .faucet
@@ -414,6 +538,16 @@ impl EthereumSim {
             .lock()
             .map(|n| n.faucet_address())
             .unwrap_or(Address::ZERO)
+    }
+
+    /// The configured tokens and their addresses, in configuration order.
+    /// An `evm_revert` to before their deployment removes the contracts;
+    /// the next start deploys them again.
+    pub async fn tokens(&self) -> Vec<DeployedToken> {
+        self.shared
+            .lock()
+            .map(|n| n.tokens.clone())
+            .unwrap_or_default()
     }
 
     /// `evm_snapshot`: an id to return to with [`EthereumSim::revert`].

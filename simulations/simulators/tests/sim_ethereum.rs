@@ -477,12 +477,28 @@ async fn automine_snapshot_and_revert() {
         )
         .await;
     assert_eq!(code, -32000);
+    // ... also to deploy a contract, its gas estimated by the node.
+    let nonce = quantity(
+        &rpc.call("eth_getTransactionCount", json!([faucet, "latest"]))
+            .await,
+    );
+    let code_hex = simulators::ethereum::token::creation_code(&tusd()).expect("bytecode");
+    let deployed = rpc
+        .call(
+            "eth_sendTransaction",
+            json!([{"from": faucet, "data": code_hex}]),
+        )
+        .await;
+    let receipts = rpc.call("eth_getBlockReceipts", json!(["latest"])).await;
+    assert_eq!(receipts[0]["transactionHash"], deployed);
+    assert_eq!(receipts[0]["status"], "0x1");
+    assert_eq!(receipts[0]["contractAddress"], json!(faucet.create(nonce)));
     // A snapshot is used up by reverting to it.
     assert_eq!(rpc.call("evm_revert", json!([snap])).await, false);
 
     for tag in ["latest", "safe", "finalized", "pending"] {
         let b = rpc.call("eth_getBlockByNumber", json!([tag, false])).await;
-        assert!(quantity(&b["number"]) <= 2, "{tag}");
+        assert!(quantity(&b["number"]) <= 3, "{tag}");
     }
 }
 
@@ -519,4 +535,417 @@ async fn torn_last_log_line_is_dropped_on_restart() {
     );
     sim.mine(1).await.expect("mine after repair");
     assert_eq!(sim.block_number().await, 2);
+}
+
+// ---- Contracts: TestToken through revm ----
+
+use simulators::ethereum::token::{
+    balance_of_calldata, creation_code, transfer_calldata, transfer_topic, TokenConfig,
+};
+use simulators::ethereum::FAUCET_KEY_HEX;
+
+fn signed_1559(
+    signer: &PrivateKeySigner,
+    nonce: u64,
+    to: TxKind,
+    gas_limit: u64,
+    input: Bytes,
+) -> TxEnvelope {
+    let tx = TxEip1559 {
+        chain_id: 31337,
+        nonce,
+        gas_limit,
+        max_fee_per_gas: 10 * GWEI,
+        max_priority_fee_per_gas: GWEI,
+        to,
+        value: U256::ZERO,
+        access_list: Default::default(),
+        input,
+    };
+    let sig = signer.sign_hash_sync(&tx.signature_hash()).expect("sign");
+    TxEnvelope::from(tx.into_signed(sig))
+}
+
+fn word(a: Address) -> B256 {
+    B256::left_padding_from(a.as_slice())
+}
+
+fn tusd() -> TokenConfig {
+    TokenConfig {
+        name: "Test USD".into(),
+        symbol: "TUSD".into(),
+        decimals: 6,
+        supply: U256::from(1_000_000_000_000u64),
+    }
+}
+
+impl Rpc {
+    async fn receipt(&self, hash: B256) -> TransactionReceipt {
+        serde_json::from_value(self.call("eth_getTransactionReceipt", json!([hash])).await)
+            .expect("receipt")
+    }
+
+    async fn token_balance(&self, token: Address, owner: Address, block: Value) -> U256 {
+        let out = self
+            .call(
+                "eth_call",
+                json!([{"to": token, "input": balance_of_calldata(owner)}, block]),
+            )
+            .await;
+        let bytes: Bytes = serde_json::from_value(out).expect("bytes");
+        U256::from_be_slice(&bytes)
+    }
+
+    async fn nonce(&self, a: Address) -> u64 {
+        quantity(
+            &self
+                .call("eth_getTransactionCount", json!([a, "pending"]))
+                .await,
+        )
+    }
+
+    /// The JSON-RPC error object of a call that must fail.
+    async fn error(&self, method: &str, params: Value) -> Value {
+        let r = self.raw(method, params.clone()).await;
+        r.get("error")
+            .unwrap_or_else(|| panic!("{method} {params} succeeded: {r}"))
+            .clone()
+    }
+}
+
+#[tokio::test]
+async fn token_deploy_transfer_logs_calls_and_revert() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let alice = PrivateKeySigner::random();
+    let bob = Address::repeat_byte(0xb0);
+    let (_sim, rpc, stop) = start(
+        dir.path(),
+        vec![(alice.address(), U256::from(10 * ETH))],
+        false,
+    )
+    .await;
+    let supply = tusd().supply;
+
+    // Deploy by a signed EIP-1559 creation transaction.
+    let code = creation_code(&tusd()).expect("bytecode");
+    let estimate = quantity(
+        &rpc.call(
+            "eth_estimateGas",
+            json!([{"from": alice.address(), "input": code}]),
+        )
+        .await,
+    );
+    assert!(estimate > 53_000 && estimate < 3_000_000, "{estimate}");
+    let deploy = rpc
+        .send(&signed_1559(&alice, 0, TxKind::Create, estimate, code))
+        .await
+        .expect("creation admitted");
+    rpc.call("evm_mine", json!([])).await;
+    let receipt = rpc.receipt(deploy).await;
+    let token = alice.address().create(0);
+    assert!(receipt.status());
+    assert_eq!(receipt.contract_address, Some(token));
+    assert!(receipt.gas_used > 53_000 && receipt.gas_used <= estimate);
+    let logs = receipt.inner.logs();
+    assert_eq!(logs.len(), 1, "mint emits Transfer(0, alice, supply)");
+    assert_eq!(
+        logs[0].topics(),
+        &[transfer_topic(), word(Address::ZERO), word(alice.address())]
+    );
+    assert_ne!(
+        rpc.call("eth_getCode", json!([token, "latest"])).await,
+        "0x"
+    );
+    assert_eq!(rpc.call("eth_getCode", json!([token, "0x0"])).await, "0x");
+    assert_eq!(
+        rpc.token_balance(token, alice.address(), json!("latest"))
+            .await,
+        supply
+    );
+
+    // Transfer 250 units to bob.
+    let data = transfer_calldata(bob, U256::from(250));
+    let gas = quantity(
+        &rpc.call(
+            "eth_estimateGas",
+            json!([{"from": alice.address(), "to": token, "input": data}]),
+        )
+        .await,
+    );
+    // The estimate is the smallest limit that works: one less runs out.
+    let (code, message) = rpc
+        .fail(
+            "eth_call",
+            json!([{"from": alice.address(), "to": token, "input": data, "gas": format!("{:#x}", gas - 1)}]),
+        )
+        .await;
+    assert_eq!((code, message.as_str()), (-32000, "out of gas"));
+    let exact = signed_1559(&alice, 1, TxKind::Call(token), gas, data.clone());
+    assert!(gas > 21_000 + 16 * 4);
+    let sent = rpc.send(&exact).await.expect("transfer admitted");
+    rpc.call("evm_mine", json!([])).await;
+    let r = rpc.receipt(sent).await;
+    assert!(r.status(), "estimate {gas} is enough");
+    assert!(r.gas_used <= gas);
+    let block: Block<Transaction> = serde_json::from_value(
+        rpc.call("eth_getBlockByNumber", json!(["0x2", false]))
+            .await,
+    )
+    .expect("block");
+    let log = &r.inner.logs()[0];
+    assert_eq!(log.address(), token);
+    assert_eq!(
+        log.topics(),
+        &[transfer_topic(), word(alice.address()), word(bob)]
+    );
+    assert_eq!(U256::from_be_slice(&log.data().data), U256::from(250));
+    assert_eq!(log.block_hash, Some(block.header.hash));
+    assert_eq!(log.block_number, Some(2));
+    assert_eq!(log.transaction_index, Some(0));
+    assert_eq!(log.log_index, Some(0));
+    assert_eq!(log.transaction_hash, Some(sent));
+    assert_eq!(block.header.inner.logs_bloom, *r.inner.logs_bloom());
+    assert!(block
+        .header
+        .inner
+        .logs_bloom
+        .contains_input(alloy_primitives::BloomInput::Raw(token.as_slice())));
+    assert_eq!(
+        rpc.token_balance(token, bob, json!("latest")).await,
+        U256::from(250)
+    );
+    assert_eq!(
+        rpc.token_balance(token, bob, json!("0x1")).await,
+        U256::ZERO
+    );
+    // balanceOf is the mapping at slot 3 (name, symbol, totalSupply first).
+    let mut key = [0u8; 64];
+    key[12..32].copy_from_slice(bob.as_slice());
+    key[63] = 3;
+    let slot = alloy_primitives::keccak256(key);
+    assert_eq!(
+        rpc.call("eth_getStorageAt", json!([token, slot, "latest"]))
+            .await,
+        json!(B256::from(U256::from(250)))
+    );
+    assert_eq!(
+        rpc.call("eth_getStorageAt", json!([token, "0x2", "latest"]))
+            .await,
+        json!(B256::from(supply))
+    );
+
+    // eth_getLogs: address (one or many), topics with null and OR-lists,
+    // block ranges and blockHash.
+    let get_logs = |filter: Value| {
+        let rpc = &rpc;
+        async move {
+            let v = rpc.call("eth_getLogs", json!([filter])).await;
+            v.as_array().expect("array").clone()
+        }
+    };
+    let found = get_logs(json!({
+        "fromBlock": "0x0", "address": token,
+        "topics": [transfer_topic(), null, word(bob)],
+    }))
+    .await;
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0]["transactionHash"], json!(sent));
+    assert_eq!(found[0]["logIndex"], "0x0");
+    assert_eq!(found[0]["removed"], false);
+    let all = get_logs(json!({"fromBlock": "earliest", "topics": [transfer_topic()]})).await;
+    assert_eq!(all.len(), 2, "mint and transfer");
+    assert_eq!(all[0]["blockNumber"], "0x1");
+    let either = get_logs(json!({
+        "fromBlock": "0x0",
+        "address": [Address::repeat_byte(0x77), token],
+        "topics": [null, [word(Address::ZERO), word(alice.address())]],
+    }))
+    .await;
+    assert_eq!(either.len(), 2);
+    let by_hash = get_logs(json!({"blockHash": block.header.hash})).await;
+    assert_eq!(by_hash.len(), 1);
+    assert!(
+        get_logs(json!({"fromBlock": "0x0", "address": Address::repeat_byte(0x77)}))
+            .await
+            .is_empty()
+    );
+    assert!(
+        get_logs(json!({"fromBlock": "0x0", "topics": [null, null, null, null]}))
+            .await
+            .is_empty(),
+        "Transfer has three topics, the filter asks for four"
+    );
+    assert!(
+        get_logs(json!({})).await.len() == 1,
+        "default range is the head block"
+    );
+    let (code, _) = rpc
+        .fail(
+            "eth_getLogs",
+            json!([{"fromBlock": "0x2", "toBlock": "0x1"}]),
+        )
+        .await;
+    assert_eq!(code, -32602);
+    let (code, _) = rpc
+        .fail(
+            "eth_getLogs",
+            json!([{"fromBlock": "0x1", "blockHash": block.header.hash}]),
+        )
+        .await;
+    assert_eq!(code, -32602);
+
+    // A transfer beyond the balance: error code 3 with the revert data from
+    // eth_call and eth_estimateGas; mined, it fails with status 0, no log,
+    // its fee charged and its nonce used.
+    let too_much = transfer_calldata(bob, supply);
+    for method in ["eth_call", "eth_estimateGas"] {
+        let e = rpc
+            .error(
+                method,
+                json!([{"from": alice.address(), "to": token, "input": too_much}, "latest"]),
+            )
+            .await;
+        assert_eq!(e["code"], 3, "{method}: {e}");
+        assert_eq!(
+            e["message"],
+            "execution reverted: ERC20: transfer amount exceeds balance"
+        );
+        let data = e["data"].as_str().expect("revert data");
+        assert!(data.starts_with("0x08c379a0"), "{data}");
+    }
+    let eth_before = rpc.balance(alice.address()).await;
+    let failed = rpc
+        .send(&signed_1559(
+            &alice,
+            2,
+            TxKind::Call(token),
+            100_000,
+            too_much,
+        ))
+        .await
+        .expect("admitted");
+    rpc.call("evm_mine", json!([])).await;
+    let r = rpc.receipt(failed).await;
+    assert!(!r.status());
+    assert!(r.inner.logs().is_empty());
+    assert_eq!(*r.inner.logs_bloom(), alloy_primitives::Bloom::ZERO);
+    assert!(r.gas_used > 21_000 && r.gas_used < 100_000);
+    assert_eq!(
+        rpc.balance(alice.address()).await,
+        eth_before - U256::from(r.gas_used) * U256::from(r.effective_gas_price)
+    );
+    assert_eq!(rpc.nonce(alice.address()).await, 3);
+    assert_eq!(
+        rpc.token_balance(token, bob, json!("latest")).await,
+        U256::from(250)
+    );
+    assert_eq!(
+        rpc.token_balance(token, alice.address(), json!("latest"))
+            .await,
+        supply - U256::from(250)
+    );
+
+    // evm_snapshot / evm_revert restore contract storage too.
+    let snap = rpc.call("evm_snapshot", json!([])).await;
+    rpc.send(&signed_1559(
+        &alice,
+        3,
+        TxKind::Call(token),
+        gas,
+        transfer_calldata(bob, U256::from(100)),
+    ))
+    .await
+    .expect("admitted");
+    rpc.call("evm_mine", json!([])).await;
+    assert_eq!(
+        rpc.token_balance(token, bob, json!("latest")).await,
+        U256::from(350)
+    );
+    assert_eq!(rpc.call("evm_revert", json!([snap])).await, true);
+    assert_eq!(
+        rpc.token_balance(token, bob, json!("latest")).await,
+        U256::from(250)
+    );
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn configured_tokens_are_deployed_once_and_found_after_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let faucet: PrivateKeySigner = FAUCET_KEY_HEX.parse().expect("key");
+    let usdc = TokenConfig {
+        name: "USD Coin".into(),
+        symbol: "USDC".into(),
+        decimals: 6,
+        supply: U256::from(10u64).pow(U256::from(15u64)),
+    };
+    let start_with = |tokens: Vec<TokenConfig>| {
+        let dir = dir.path().to_path_buf();
+        async move {
+            let mut cfg = EthereumSimConfig::new(dir);
+            cfg.rpc_addr = "127.0.0.1:0".parse().expect("addr");
+            cfg.tokens = tokens;
+            let stop = CancellationToken::new();
+            let sim = EthereumSim::start(cfg, stop.clone()).await.expect("start");
+            let rpc = Rpc {
+                http: reqwest::Client::new(),
+                url: sim.rpc_url(),
+            };
+            (sim, rpc, stop)
+        }
+    };
+    let (sim, rpc, stop) = start_with(vec![usdc.clone(), tusd()]).await;
+    let tokens = sim.tokens().await;
+    assert_eq!(tokens.len(), 2);
+    assert_eq!(tokens[0].config, usdc);
+    assert_eq!(tokens[0].address, faucet.address().create(0));
+    assert_eq!(tokens[1].address, faucet.address().create(1));
+    assert_eq!(sim.block_number().await, 1, "both deployed in one block");
+    assert_eq!(
+        rpc.token_balance(tokens[0].address, faucet.address(), json!("latest"))
+            .await,
+        usdc.supply
+    );
+    let bob = Address::repeat_byte(0xb0);
+    let nonce = rpc.nonce(faucet.address()).await;
+    rpc.send(&signed_1559(
+        &faucet,
+        nonce,
+        TxKind::Call(tokens[1].address),
+        100_000,
+        transfer_calldata(bob, U256::from(42)),
+    ))
+    .await
+    .expect("admitted");
+    sim.mine(1).await.expect("mine");
+    stop.cancel();
+    drop(sim);
+
+    // Same configuration: nothing deployed again.
+    let (sim, rpc, stop) = start_with(vec![usdc.clone(), tusd()]).await;
+    assert_eq!(sim.tokens().await, tokens);
+    assert_eq!(sim.block_number().await, 2);
+    assert_eq!(
+        rpc.token_balance(tokens[1].address, bob, json!("latest"))
+            .await,
+        U256::from(42)
+    );
+    stop.cancel();
+    drop(sim);
+
+    // A token added to the configuration is deployed at the next nonce.
+    let eurc = TokenConfig {
+        name: "Euro Coin".into(),
+        symbol: "EURC".into(),
+        decimals: 6,
+        supply: U256::from(5u64),
+    };
+    let (sim, _rpc, stop) = start_with(vec![usdc, eurc.clone(), tusd()]).await;
+    let again = sim.tokens().await;
+    assert_eq!(again[0], tokens[0]);
+    assert_eq!(again[2], tokens[1]);
+    assert_eq!(again[1].config, eurc);
+    assert_eq!(again[1].address, faucet.address().create(3));
+    assert_eq!(sim.block_number().await, 3);
+    stop.cancel();
 }

@@ -1,17 +1,20 @@
-//! The Ethereum dev chain without I/O: accounts, a transaction pool with
-//! geth's admission rules, EIP-1559 blocks of plain ETH transfers, receipts,
-//! and historical balances.
+//! The Ethereum dev chain without I/O: accounts, contract code and storage,
+//! a transaction pool with geth's admission rules, EIP-1559 blocks whose
+//! transactions execute in revm (see `evm`), receipts with logs, and
+//! historical state (balances, nonces, code, storage) per block.
 //!
 //! The whole state is a deterministic function of an ordered list of
 //! [`Event`]s (genesis, accepted transactions, mined blocks with their
 //! timestamps, balance overrides): persistence appends events, restart and
 //! `evm_revert` replay them.
 //!
-//! Simplifications (documented, visible to clients): there is no EVM, so
-//! every transaction is a transfer whose gas used is its intrinsic gas, and
-//! contract creation is refused; `stateRoot` is the keccak of the sorted
-//! account list, not a Merkle-Patricia root. `transactionsRoot` and
-//! `receiptsRoot` are the real trie roots; block hashes are keccak of the RLP
+//! Simplifications (documented, visible to clients): `stateRoot` is the
+//! keccak of the sorted account list followed by contract code hashes and
+//! non-zero storage, not a Merkle-Patricia root; headers carry no Cancun
+//! blob fields although execution follows Cancun rules; accounts touched by
+//! a transaction stay in the state even when empty (no EIP-161 removal in
+//! the digest). `transactionsRoot` and `receiptsRoot` are the real trie
+//! roots, `logsBloom` the real bloom; block hashes are keccak of the RLP
 //! header.
 
 use std::collections::{BTreeMap, HashMap};
@@ -24,8 +27,12 @@ use alloy_consensus::{
 };
 use alloy_eips::eip1559::BaseFeeParams;
 use alloy_eips::eip2718::{Decodable2718, Encodable2718};
-use alloy_primitives::{keccak256, Address, Bloom, Bytes, B256, B64, U256};
+use alloy_primitives::{keccak256, Address, Bloom, Bytes, Log, B256, B64, U256};
+use revm::context::result::{EVMError, ExecutionResult};
+use revm::state::Bytecode;
 use serde::{Deserialize, Serialize};
+
+use super::evm::{self, BlockContext, StateView};
 
 /// Anvil's dev chain id.
 pub const DEFAULT_CHAIN_ID: u64 = 31337;
@@ -35,6 +42,10 @@ pub const BLOCK_GAS_LIMIT: u64 = 30_000_000;
 pub const INITIAL_BASE_FEE: u64 = 1_000_000_000;
 /// Gas of a plain transfer.
 pub const TRANSFER_GAS: u64 = 21_000;
+/// Base gas of a contract-creation transaction.
+pub const CREATE_GAS: u64 = 53_000;
+/// EIP-3860 limit on creation code.
+pub const MAX_INITCODE_SIZE: usize = 49_152;
 /// Suggested priority fee (1 gwei).
 pub const SUGGESTED_TIP: u128 = 1_000_000_000;
 /// Depth below the head of the `safe` tag.
@@ -98,6 +109,14 @@ pub struct MinedTx {
     pub cumulative_gas_used: u64,
     /// Price per gas actually paid.
     pub effective_gas_price: u128,
+    /// EIP-658 status: false when execution reverted or halted.
+    pub success: bool,
+    /// Logs emitted (none when it failed).
+    pub logs: Vec<Log>,
+    /// Logs of earlier transactions in the block (first log's logIndex).
+    pub first_log_index: u64,
+    /// Address of the contract a creation transaction made.
+    pub contract_address: Option<Address>,
 }
 
 /// A block of the chain.
@@ -160,9 +179,14 @@ pub enum TxError {
     /// Already in the pool.
     #[error("already known")]
     AlreadyKnown,
-    /// Contract creation needs an EVM, which this node does not have yet.
-    #[error("contract creation is not supported by this node")]
-    ContractCreation,
+    /// Creation code above EIP-3860's limit.
+    #[error("max initcode size exceeded: code size {size} limit {limit}")]
+    InitcodeSize {
+        /// Size of the creation code.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// Gas limit above the block's.
     #[error("exceeds block gas limit")]
     GasLimit,
@@ -239,7 +263,13 @@ pub fn intrinsic_gas(tx: &TxEnvelope) -> u64 {
                 .sum()
         })
         .unwrap_or(0);
-    TRANSFER_GAS + data + access
+    let create = if tx.to().is_none() {
+        // EIP-3860: 2 gas per 32-byte word of initcode.
+        CREATE_GAS - TRANSFER_GAS + 2 * (tx.input().len() as u64).div_ceil(32)
+    } else {
+        0
+    };
+    TRANSFER_GAS + data + access + create
 }
 
 fn effective_tip(tx: &TxEnvelope, base_fee: u64) -> Option<u128> {
@@ -255,6 +285,11 @@ pub struct EthChain {
     tx_index: HashMap<B256, (u64, usize)>,
     accounts: BTreeMap<Address, Account>,
     history: HashMap<Address, Vec<(u64, Account)>>,
+    /// Contract code by account: block it was deployed in, and code hash.
+    code_of: BTreeMap<Address, (u64, B256)>,
+    codes: HashMap<B256, Bytecode>,
+    /// Storage slot history: (block, value) in block order.
+    storage: BTreeMap<(Address, U256), Vec<(u64, U256)>>,
     pool: BTreeMap<(Address, u64), PendingTx>,
     pool_by_hash: HashMap<B256, (Address, u64)>,
     next_seq: u64,
@@ -270,6 +305,9 @@ impl EthChain {
             tx_index: HashMap::new(),
             accounts: BTreeMap::new(),
             history: HashMap::new(),
+            code_of: BTreeMap::new(),
+            codes: HashMap::new(),
+            storage: BTreeMap::new(),
             pool: BTreeMap::new(),
             pool_by_hash: HashMap::new(),
             next_seq: 0,
@@ -381,6 +419,48 @@ impl EthChain {
             .unwrap_or_default()
     }
 
+    /// An account at the head (`None`) or as of block `at`.
+    pub fn account_view(&self, a: &Address, at: Option<u64>) -> Account {
+        match at {
+            None => self.account(a),
+            Some(n) => self.account_at(a, n),
+        }
+    }
+
+    /// Code hash and code of a contract at the head (`None`) or block `at`.
+    pub fn code_view(&self, a: &Address, at: Option<u64>) -> Option<(B256, &Bytecode)> {
+        let (deployed, hash) = self.code_of.get(a)?;
+        if at.is_some_and(|n| n < *deployed) {
+            return None;
+        }
+        Some((*hash, self.codes.get(hash)?))
+    }
+
+    /// Code by its hash.
+    pub fn code_by_hash(&self, hash: &B256) -> Option<&Bytecode> {
+        self.codes.get(hash)
+    }
+
+    /// A storage slot at the head (`None`) or as of block `at`.
+    pub fn storage_view(&self, a: &Address, slot: &U256, at: Option<u64>) -> U256 {
+        let Some(h) = self.storage.get(&(*a, *slot)) else {
+            return U256::ZERO;
+        };
+        let found = match at {
+            None => h.last(),
+            Some(n) => h.iter().rev().find(|(b, _)| *b <= n),
+        };
+        found.map(|(_, v)| *v).unwrap_or_default()
+    }
+
+    fn set_storage(&mut self, a: Address, slot: U256, value: U256, at_block: u64) {
+        let h = self.storage.entry((a, slot)).or_default();
+        match h.last_mut() {
+            Some((n, last)) if *n == at_block => *last = value,
+            _ => h.push((at_block, value)),
+        }
+    }
+
     /// Nonce including pending pool transactions.
     pub fn pending_nonce(&self, a: &Address) -> u64 {
         let mut n = self.account(a).nonce;
@@ -430,7 +510,57 @@ impl EthChain {
             buf.extend_from_slice(&acc.balance.to_be_bytes::<32>());
             buf.extend_from_slice(&acc.nonce.to_be_bytes());
         }
+        // Empty for a chain of transfers only, so their roots are unchanged.
+        for (a, (_, hash)) in &self.code_of {
+            buf.extend_from_slice(a.as_slice());
+            buf.extend_from_slice(hash.as_slice());
+        }
+        for ((a, slot), h) in &self.storage {
+            if let Some((_, v)) = h.last().filter(|(_, v)| !v.is_zero()) {
+                buf.extend_from_slice(a.as_slice());
+                buf.extend_from_slice(&slot.to_be_bytes::<32>());
+                buf.extend_from_slice(&v.to_be_bytes::<32>());
+            }
+        }
         keccak256(&buf)
+    }
+
+    /// Applies revm's state diff of one transaction at block `number`.
+    fn apply_state(&mut self, state: revm::state::EvmState, number: u64) {
+        let mut changed: Vec<_> = state
+            .into_iter()
+            .filter(|(_, acc)| acc.is_touched())
+            .collect();
+        changed.sort_by_key(|(a, _)| *a);
+        for (address, acc) in changed {
+            if acc.is_selfdestructed() {
+                // Cancun: only a contract created in the same transaction
+                // is destroyed, so it has no earlier code or storage here.
+                self.code_of.remove(&address);
+                self.set_account(address, Account::default(), number);
+                continue;
+            }
+            self.set_account(
+                address,
+                Account {
+                    balance: acc.info.balance,
+                    nonce: acc.info.nonce,
+                },
+                number,
+            );
+            if acc.is_created() {
+                if let Some(code) = acc.info.code.clone().filter(|c| !c.is_empty()) {
+                    let hash = acc.info.code_hash;
+                    self.codes.entry(hash).or_insert(code);
+                    self.code_of.insert(address, (number, hash));
+                }
+            }
+            let mut slots: Vec<_> = acc.changed_storage_slots().collect();
+            slots.sort_by_key(|(k, _)| **k);
+            for (slot, value) in slots {
+                self.set_storage(address, *slot, value.present_value(), number);
+            }
+        }
     }
 
     /// Decodes and admits a raw transaction; returns its hash.
@@ -464,8 +594,11 @@ impl EthChain {
         if self.pool_by_hash.contains_key(&hash) {
             return Err(TxError::AlreadyKnown);
         }
-        if tx.to().is_none() {
-            return Err(TxError::ContractCreation);
+        if tx.to().is_none() && tx.input().len() > MAX_INITCODE_SIZE {
+            return Err(TxError::InitcodeSize {
+                size: tx.input().len(),
+                limit: MAX_INITCODE_SIZE,
+            });
         }
         if tx.gas_limit() > BLOCK_GAS_LIMIT {
             return Err(TxError::GasLimit);
@@ -568,9 +701,11 @@ impl EthChain {
         let base_fee = self.next_base_fee();
         let timestamp = timestamp.max(parent.timestamp + 1);
         let beneficiary = Address::ZERO;
+        let prevrandao = keccak256(self.head().hash);
 
         let mut included: Vec<MinedTx> = Vec::new();
         let mut gas_used: u64 = 0;
+        let mut log_count: u64 = 0;
         let mut skipped: Vec<Address> = Vec::new();
         loop {
             // Each sender's next executable transaction; pick the best tip.
@@ -598,49 +733,82 @@ impl EthChain {
             let Some((p, tip)) = best.map(|(p, t)| (p.clone(), t)) else {
                 break;
             };
-            let gas = intrinsic_gas(&p.tx);
             if gas_used + p.tx.gas_limit() > BLOCK_GAS_LIMIT {
                 skipped.push(p.from);
                 continue;
             }
             let price = u128::from(base_fee) + tip;
-            let mut sender = self.account(&p.from);
             let upfront =
                 (U256::from(p.tx.gas_limit()) * U256::from(price)).saturating_add(p.tx.value());
-            if sender.balance < upfront {
+            if self.account(&p.from).balance < upfront {
                 skipped.push(p.from);
                 continue;
             }
-            let fee = U256::from(gas) * U256::from(price);
-            sender.balance = sender
-                .balance
-                .saturating_sub(fee.saturating_add(p.tx.value()));
-            sender.nonce += 1;
-            self.set_account(p.from, sender, number);
-            if let Some(to) = p.tx.to() {
-                let mut r = self.account(&to);
-                r.balance = r.balance.saturating_add(p.tx.value());
-                self.set_account(to, r, number);
+            let ctx = BlockContext {
+                number,
+                timestamp,
+                base_fee,
+                beneficiary,
+                prevrandao,
+            };
+            let view = StateView {
+                chain: self,
+                at: None,
+            };
+            let outcome = match evm::execute(view, self.chain_id, &ctx, evm::tx_env(&p.tx, p.from))
+            {
+                Ok(outcome) => outcome,
+                Err(EVMError::Transaction(e)) => {
+                    tracing::debug!(hash = %p.hash, error = %e, "transaction not executable now");
+                    skipped.push(p.from);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(hash = %p.hash, error = %e, "transaction execution failed");
+                    skipped.push(p.from);
+                    continue;
+                }
+            };
+            self.apply_state(outcome.state, number);
+            // Keep sender, recipient and miner in the state even when empty.
+            for a in [Some(p.from), p.tx.to(), Some(beneficiary)]
+                .into_iter()
+                .flatten()
+            {
+                let acc = self.account(&a);
+                self.set_account(a, acc, number);
             }
-            let mut miner = self.account(&beneficiary);
-            miner.balance = miner
-                .balance
-                .saturating_add(U256::from(gas) * U256::from(tip));
-            self.set_account(beneficiary, miner, number);
+            let gas = outcome.result.tx_gas_used();
+            let success = outcome.result.is_success();
+            let contract_address = p.tx.to().is_none().then(|| p.from.create(p.tx.nonce()));
+            let logs = match outcome.result {
+                ExecutionResult::Success { logs, .. } => logs,
+                _ => Vec::new(),
+            };
             gas_used += gas;
             self.pool.remove(&(p.from, p.tx.nonce()));
             self.pool_by_hash.remove(&p.hash);
+            let first_log_index = log_count;
+            log_count += logs.len() as u64;
             included.push(MinedTx {
                 tx: p.tx,
                 from: p.from,
                 gas_used: gas,
                 cumulative_gas_used: gas_used,
                 effective_gas_price: price,
+                success,
+                logs,
+                first_log_index,
+                contract_address,
             });
         }
 
         let envelopes: Vec<&TxEnvelope> = included.iter().map(|m| &m.tx).collect();
         let receipts: Vec<ReceiptEnvelope> = included.iter().map(receipt_envelope).collect();
+        let mut logs_bloom = Bloom::ZERO;
+        for r in &receipts {
+            logs_bloom.accrue_bloom(r.logs_bloom());
+        }
         let header = Header {
             parent_hash: self.head().hash,
             ommers_hash: EMPTY_OMMER_ROOT_HASH,
@@ -656,14 +824,14 @@ impl EthChain {
             } else {
                 calculate_receipt_root(&receipts)
             },
-            logs_bloom: Bloom::ZERO,
+            logs_bloom,
             difficulty: U256::ZERO,
             number,
             gas_limit: BLOCK_GAS_LIMIT,
             gas_used,
             timestamp,
             extra_data: Bytes::new(),
-            mix_hash: keccak256(self.head().hash),
+            mix_hash: prevrandao,
             nonce: B64::ZERO,
             base_fee_per_gas: Some(base_fee),
             withdrawals_root: Some(EMPTY_ROOT_HASH),
@@ -695,21 +863,27 @@ impl EthChain {
     }
 }
 
-/// The consensus receipt of a mined transfer (always successful, no logs).
-pub fn receipt_envelope<T>(m: &MinedTx) -> ReceiptEnvelope<T> {
+/// The receipt of a mined transaction with the given log representation.
+pub fn receipt_with_logs<T>(m: &MinedTx, logs: Vec<T>) -> ReceiptEnvelope<T> {
+    let logs_bloom = Bloom::from_iter(m.logs.iter());
     let receipt = ReceiptWithBloom {
         receipt: Receipt {
-            status: Eip658Value::Eip658(true),
+            status: Eip658Value::Eip658(m.success),
             cumulative_gas_used: m.cumulative_gas_used,
-            logs: Vec::new(),
+            logs,
         },
-        logs_bloom: Bloom::ZERO,
+        logs_bloom,
     };
     match &m.tx {
         TxEnvelope::Legacy(_) => ReceiptEnvelope::Legacy(receipt),
         TxEnvelope::Eip2930(_) => ReceiptEnvelope::Eip2930(receipt),
         _ => ReceiptEnvelope::Eip1559(receipt),
     }
+}
+
+/// The consensus receipt of a mined transaction.
+pub fn receipt_envelope(m: &MinedTx) -> ReceiptEnvelope {
+    receipt_with_logs(m, m.logs.clone())
 }
 
 #[cfg(test)]

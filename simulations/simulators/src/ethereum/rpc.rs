@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use alloy_consensus::transaction::Recovered;
 use alloy_consensus::{ReceiptEnvelope, Transaction as _, TxEnvelope};
-use alloy_primitives::{Address, Bytes, B256, U256};
+use alloy_primitives::{Address, Bytes, TxKind, B256, U256};
 use alloy_rpc_types_eth::{
     Block, BlockTransactions, Header as RpcHeader, Transaction, TransactionReceipt, Withdrawals,
 };
@@ -20,8 +20,10 @@ use axum::Router;
 use serde_json::{json, Value};
 
 use super::chain::{
-    receipt_envelope, EthBlock, EthChain, TxError, FINALIZED_DEPTH, SAFE_DEPTH, SUGGESTED_TIP,
+    receipt_with_logs, EthBlock, EthChain, MinedTx, TxError, FINALIZED_DEPTH, SAFE_DEPTH,
+    SUGGESTED_TIP,
 };
+use super::evm::{self, CallError, CallRequest};
 use super::{EthNode, EthShared, SimError};
 
 /// A JSON-RPC error.
@@ -29,19 +31,38 @@ use super::{EthNode, EthShared, SimError};
 struct RpcError {
     code: i64,
     message: String,
+    data: Option<Value>,
 }
 
 impl RpcError {
-    fn invalid(message: impl Into<String>) -> Self {
+    fn new(code: i64, message: impl Into<String>) -> Self {
         RpcError {
-            code: -32602,
+            code,
             message: message.into(),
+            data: None,
         }
     }
+    fn invalid(message: impl Into<String>) -> Self {
+        RpcError::new(-32602, message)
+    }
     fn server(message: impl Into<String>) -> Self {
-        RpcError {
-            code: -32000,
-            message: message.into(),
+        RpcError::new(-32000, message)
+    }
+    fn internal(message: impl Into<String>) -> Self {
+        RpcError::new(-32603, message)
+    }
+}
+
+impl From<CallError> for RpcError {
+    fn from(e: CallError) -> Self {
+        match &e {
+            // geth: code 3, the revert data as hex in `data`.
+            CallError::Reverted(data) => RpcError {
+                code: 3,
+                message: e.to_string(),
+                data: Some(json!(data)),
+            },
+            _ => RpcError::server(e.to_string()),
         }
     }
 }
@@ -51,10 +72,7 @@ impl From<SimError> for RpcError {
         match e {
             SimError::Rejected(TxError::Decode(m)) => RpcError::invalid(format!("rlp: {m}")),
             SimError::Rejected(t) => RpcError::server(t.to_string()),
-            other => RpcError {
-                code: -32603,
-                message: other.to_string(),
-            },
+            other => RpcError::internal(other.to_string()),
         }
     }
 }
@@ -108,15 +126,16 @@ fn reply(shared: &EthShared, req: &Value) -> Value {
             let _g = span.enter();
             dispatch(shared, method, &params)
         }
-        None => Err(RpcError {
-            code: -32600,
-            message: "invalid request: missing method".into(),
-        }),
+        None => Err(RpcError::new(-32600, "invalid request: missing method")),
     };
     match result {
         Ok(v) => json!({"jsonrpc": "2.0", "id": id, "result": v}),
         Err(e) => {
-            json!({"jsonrpc": "2.0", "id": id, "error": {"code": e.code, "message": e.message}})
+            let mut error = json!({"code": e.code, "message": e.message});
+            if let Some(data) = e.data {
+                error["data"] = data;
+            }
+            json!({"jsonrpc": "2.0", "id": id, "error": error})
         }
     }
 }
@@ -231,15 +250,13 @@ fn block_json(b: &EthBlock, full: bool) -> Result<Value, RpcError> {
         transactions,
         withdrawals: Some(Withdrawals::default()),
     };
-    serde_json::to_value(&block).map_err(|e| RpcError {
-        code: -32603,
-        message: e.to_string(),
-    })
+    serde_json::to_value(&block).map_err(|e| RpcError::internal(e.to_string()))
 }
 
 fn receipt_json(b: &EthBlock, index: usize) -> Result<Value, RpcError> {
     let m = &b.txs[index];
-    let inner: ReceiptEnvelope<alloy_rpc_types_eth::Log> = receipt_envelope(m);
+    let inner: ReceiptEnvelope<alloy_rpc_types_eth::Log> =
+        receipt_with_logs(m, rpc_logs(b, index, m));
     let receipt = TransactionReceipt {
         inner,
         transaction_hash: *m.tx.tx_hash(),
@@ -252,12 +269,208 @@ fn receipt_json(b: &EthBlock, index: usize) -> Result<Value, RpcError> {
         blob_gas_price: None,
         from: m.from,
         to: m.tx.to(),
-        contract_address: None,
+        contract_address: m.contract_address,
     };
-    serde_json::to_value(&receipt).map_err(|e| RpcError {
-        code: -32603,
-        message: e.to_string(),
+    serde_json::to_value(&receipt).map_err(|e| RpcError::internal(e.to_string()))
+}
+
+/// The logs of transaction `index` of block `b` as RPC objects.
+fn rpc_logs(b: &EthBlock, index: usize, m: &MinedTx) -> Vec<alloy_rpc_types_eth::Log> {
+    m.logs
+        .iter()
+        .enumerate()
+        .map(|(i, log)| alloy_rpc_types_eth::Log {
+            inner: log.clone(),
+            block_hash: Some(b.hash),
+            block_number: Some(b.header.number),
+            block_timestamp: Some(b.header.timestamp),
+            transaction_hash: Some(*m.tx.tx_hash()),
+            transaction_index: Some(index as u64),
+            log_index: Some(m.first_log_index + i as u64),
+            removed: false,
+        })
+        .collect()
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<Value, RpcError> {
+    serde_json::to_value(v).map_err(|e| RpcError::internal(e.to_string()))
+}
+
+fn opt_quantity(obj: &serde_json::Map<String, Value>, key: &str) -> Result<Option<U256>, RpcError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => parse_u256(v)
+            .map(Some)
+            .map_err(|e| RpcError::invalid(format!("{key}: {}", e.message))),
+    }
+}
+
+fn narrow<T: TryFrom<U256>>(v: Option<U256>, key: &str) -> Result<Option<T>, RpcError> {
+    v.map(|x| T::try_from(x).map_err(|_| RpcError::invalid(format!("{key}: value too large"))))
+        .transpose()
+}
+
+/// geth's transaction arguments of eth_call / eth_estimateGas.
+fn parse_call(p: &[Value]) -> Result<CallRequest, RpcError> {
+    let obj = param(p, 0)
+        .and_then(Value::as_object)
+        .ok_or_else(|| RpcError::invalid("missing transaction object"))?;
+    if param(p, 2).is_some() {
+        return Err(RpcError::invalid("state overrides are not supported"));
+    }
+    let bytes = |key: &str| -> Result<Option<Bytes>, RpcError> {
+        match obj.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v
+                .as_str()
+                .and_then(|s| s.parse::<Bytes>().ok())
+                .map(Some)
+                .ok_or_else(|| RpcError::invalid(format!("{key}: invalid hex data"))),
+        }
+    };
+    let input = match (bytes("input")?, bytes("data")?) {
+        (Some(i), Some(d)) if i != d => {
+            return Err(RpcError::invalid(
+                r#"both "data" and "input" are set and not equal. Please use "input" to pass transaction call data"#,
+            ))
+        }
+        (Some(i), _) => i,
+        (None, Some(d)) => d,
+        (None, None) => Bytes::new(),
+    };
+    let address = |key: &str| -> Result<Option<Address>, RpcError> {
+        match obj.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            v => parse_address(v).map(Some),
+        }
+    };
+    Ok(CallRequest {
+        from: address("from")?,
+        to: address("to")?,
+        gas: narrow(opt_quantity(obj, "gas")?, "gas")?,
+        gas_price: narrow(opt_quantity(obj, "gasPrice")?, "gasPrice")?,
+        max_fee_per_gas: narrow(opt_quantity(obj, "maxFeePerGas")?, "maxFeePerGas")?,
+        max_priority_fee_per_gas: narrow(
+            opt_quantity(obj, "maxPriorityFeePerGas")?,
+            "maxPriorityFeePerGas",
+        )?,
+        value: opt_quantity(obj, "value")?.unwrap_or_default(),
+        input,
     })
+}
+
+/// A 32-byte hash or quantity (storage slots, topics).
+fn parse_word(v: &Value) -> Result<B256, RpcError> {
+    let s = v
+        .as_str()
+        .ok_or_else(|| RpcError::invalid("expected a hex string"))?;
+    let digits = s
+        .strip_prefix("0x")
+        .ok_or_else(|| RpcError::invalid(format!("hex string without 0x prefix: {s}")))?;
+    if digits.len() > 64 {
+        return Err(RpcError::invalid(format!("hex string too long: {s}")));
+    }
+    let n = U256::from_str_radix(if digits.is_empty() { "0" } else { digits }, 16)
+        .map_err(|_| RpcError::invalid(format!("invalid hex string: {s}")))?;
+    Ok(B256::from(n))
+}
+
+/// One position of a topic filter: `None` matches anything.
+type TopicFilter = Option<Vec<B256>>;
+
+/// eth_getLogs, with geth's filter semantics.
+fn get_logs(chain: &EthChain, p: &[Value]) -> Result<Value, RpcError> {
+    let f = param(p, 0)
+        .and_then(Value::as_object)
+        .ok_or_else(|| RpcError::invalid("missing filter object"))?;
+    let present = |k: &str| f.get(k).is_some_and(|v| !v.is_null());
+    let head = chain.head_number();
+    let (from, to) = if present("blockHash") {
+        if present("fromBlock") || present("toBlock") {
+            return Err(RpcError::invalid(
+                "cannot specify both BlockHash and FromBlock/ToBlock, choose one or the other",
+            ));
+        }
+        let hash = parse_hash(f.get("blockHash"))?;
+        let n = chain
+            .block_by_hash(&hash)
+            .map(|b| b.header.number)
+            .ok_or_else(|| RpcError::server("unknown block"))?;
+        (n, n)
+    } else {
+        let bound = |k: &str| -> Result<u64, RpcError> {
+            if !present(k) {
+                return Ok(head);
+            }
+            Ok(resolve_block(chain, f.get(k))?.unwrap_or(u64::MAX))
+        };
+        let (from, to) = (bound("fromBlock")?, bound("toBlock")?);
+        if from > to {
+            return Err(RpcError::invalid("invalid block range params"));
+        }
+        (from, to.min(head))
+    };
+    let addresses: Vec<Address> = match f.get("address") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| parse_address(Some(v)))
+            .collect::<Result<_, _>>()?,
+        v => vec![parse_address(v)?],
+    };
+    let topics: Vec<TopicFilter> = match f.get("topics") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|t| match t {
+                Value::Null => Ok(None),
+                Value::Array(alts) => {
+                    let alts: Vec<B256> = alts
+                        .iter()
+                        .filter(|v| !v.is_null())
+                        .map(parse_word)
+                        .collect::<Result<_, _>>()?;
+                    // An empty or all-null list matches anything.
+                    Ok((!alts.is_empty()).then_some(alts))
+                }
+                v => parse_word(v).map(|h| Some(vec![h])),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(RpcError::invalid("topics must be an array")),
+    };
+    if topics.len() > 4 {
+        return Err(RpcError::invalid("too many topics, max is 4"));
+    }
+    let mut out = Vec::new();
+    for n in from..=to {
+        let Some(b) = chain.block(n) else { break };
+        if b.header.logs_bloom.is_zero() {
+            continue;
+        }
+        for (i, m) in b.txs.iter().enumerate() {
+            if m.logs.is_empty() {
+                continue;
+            }
+            for log in rpc_logs(b, i, m) {
+                let l = &log.inner;
+                if !addresses.is_empty() && !addresses.contains(&l.address) {
+                    continue;
+                }
+                let t = l.data.topics();
+                if topics.len() > t.len() {
+                    continue;
+                }
+                let matches = topics.iter().zip(t).all(|(want, have)| match want {
+                    None => true,
+                    Some(alts) => alts.contains(have),
+                });
+                if matches {
+                    out.push(log);
+                }
+            }
+        }
+    }
+    to_json(&out)
 }
 
 fn fee_history(chain: &EthChain, p: &[Value]) -> Result<Value, RpcError> {
@@ -389,44 +602,37 @@ fn dispatch(shared: &EthShared, method: &str, p: &[Value]) -> Result<Value, RpcE
             Ok(hex_u64(chain.account_at(&a, n).nonce))
         }
         "eth_getCode" => {
-            parse_address(param(p, 0))?;
-            Ok(json!("0x"))
+            let a = parse_address(param(p, 0))?;
+            let n = resolve_block(chain, param(p, 1))?
+                .ok_or_else(|| RpcError::server("header not found"))?;
+            let code = chain
+                .code_view(&a, Some(n))
+                .map(|(_, c)| c.original_bytes())
+                .unwrap_or_default();
+            Ok(json!(code))
         }
-        "eth_getStorageAt" => Ok(json!(format!("0x{}", "00".repeat(32)))),
+        "eth_getStorageAt" => {
+            let a = parse_address(param(p, 0))?;
+            let slot =
+                parse_word(param(p, 1).ok_or_else(|| RpcError::invalid("missing storage slot"))?)?;
+            let n = resolve_block(chain, param(p, 2))?
+                .ok_or_else(|| RpcError::server("header not found"))?;
+            let v = chain.storage_view(&a, &slot.into(), Some(n));
+            Ok(json!(B256::from(v)))
+        }
         "eth_call" => {
-            if param(p, 0).and_then(Value::as_object).is_none() {
-                return Err(RpcError::invalid("missing transaction object"));
-            }
-            Ok(json!("0x"))
+            let req = parse_call(p)?;
+            let n = resolve_block(chain, param(p, 1))?
+                .ok_or_else(|| RpcError::server("header not found"))?;
+            Ok(json!(evm::call_output(chain, n, &req)?))
         }
         "eth_estimateGas" => {
-            let obj = param(p, 0)
-                .and_then(Value::as_object)
-                .ok_or_else(|| RpcError::invalid("missing transaction object"))?;
-            if obj.get("to").is_none_or(Value::is_null) {
-                return Err(RpcError::server(
-                    "contract creation is not supported by this node",
-                ));
-            }
-            let data = obj
-                .get("input")
-                .or_else(|| obj.get("data"))
-                .and_then(Value::as_str)
-                .map(|s| {
-                    s.parse::<Bytes>()
-                        .map_err(|_| RpcError::invalid("invalid input data"))
-                })
-                .transpose()?
-                .unwrap_or_default();
-            let data_gas: u64 = data.iter().map(|b| if *b == 0 { 4 } else { 16 }).sum();
-            Ok(hex_u64(super::chain::TRANSFER_GAS + data_gas))
+            let req = parse_call(p)?;
+            let n = resolve_block(chain, param(p, 1))?
+                .ok_or_else(|| RpcError::server("header not found"))?;
+            Ok(hex_u64(evm::estimate_gas(chain, n, &req)?))
         }
-        "eth_getLogs" => {
-            if param(p, 0).and_then(Value::as_object).is_none() {
-                return Err(RpcError::invalid("missing filter object"));
-            }
-            Ok(json!([]))
-        }
+        "eth_getLogs" => get_logs(chain, p),
         "eth_sendRawTransaction" => {
             let s = param(p, 0)
                 .and_then(Value::as_str)
@@ -441,20 +647,12 @@ fn dispatch(shared: &EthShared, method: &str, p: &[Value]) -> Result<Value, RpcE
             let hash = parse_hash(param(p, 0))?;
             if let Some((b, i)) = chain.find_tx(&hash) {
                 let m = &b.txs[i];
-                return serde_json::to_value(rpc_tx(Some(b), i, &m.tx, m.from)).map_err(|e| {
-                    RpcError {
-                        code: -32603,
-                        message: e.to_string(),
-                    }
-                });
+                return serde_json::to_value(rpc_tx(Some(b), i, &m.tx, m.from))
+                    .map_err(|e| RpcError::internal(e.to_string()));
             }
             match chain.pending_tx(&hash) {
-                Some(pt) => {
-                    serde_json::to_value(rpc_tx(None, 0, &pt.tx, pt.from)).map_err(|e| RpcError {
-                        code: -32603,
-                        message: e.to_string(),
-                    })
-                }
+                Some(pt) => serde_json::to_value(rpc_tx(None, 0, &pt.tx, pt.from))
+                    .map_err(|e| RpcError::internal(e.to_string())),
                 None => Ok(Value::Null),
             }
         }
@@ -471,19 +669,19 @@ fn dispatch(shared: &EthShared, method: &str, p: &[Value]) -> Result<Value, RpcE
         },
         "eth_sendTransaction" => {
             // Only the faucet (anvil's first dev account) is unlocked.
-            let obj = param(p, 0)
-                .and_then(Value::as_object)
-                .ok_or_else(|| RpcError::invalid("missing transaction object"))?;
-            let from = parse_address(obj.get("from"))?;
+            let req = parse_call(p)?;
+            let from = req
+                .from
+                .ok_or_else(|| RpcError::invalid("missing value for required argument: from"))?;
             if from != node.faucet_address() {
                 return Err(RpcError::server(format!("no signer available for {from}")));
             }
-            let to = parse_address(obj.get("to"))?;
-            let value = match obj.get("value") {
-                None | Some(Value::Null) => U256::ZERO,
-                Some(v) => parse_u256(v)?,
+            let gas = match req.gas {
+                Some(gas) => gas,
+                None => evm::estimate_gas(chain, chain.head_number(), &req)?,
             };
-            Ok(json!(node.fund(to, value)?))
+            let to = req.to.map_or(TxKind::Create, TxKind::Call);
+            Ok(json!(node.sign_and_send(to, req.value, req.input, gas)?))
         }
         "eth_getTransactionReceipt" => {
             let hash = parse_hash(param(p, 0))?;
@@ -499,12 +697,8 @@ fn dispatch(shared: &EthShared, method: &str, p: &[Value]) -> Result<Value, RpcE
                     .entry(pt.from.to_string())
                     .or_insert_with(|| json!({}));
                 entry[pt.tx.nonce().to_string()] =
-                    serde_json::to_value(rpc_tx(None, 0, &pt.tx, pt.from)).map_err(|e| {
-                        RpcError {
-                            code: -32603,
-                            message: e.to_string(),
-                        }
-                    })?;
+                    serde_json::to_value(rpc_tx(None, 0, &pt.tx, pt.from))
+                        .map_err(|e| RpcError::internal(e.to_string()))?;
             }
             Ok(json!({"pending": pending, "queued": {}}))
         }
@@ -539,9 +733,9 @@ fn dispatch(shared: &EthShared, method: &str, p: &[Value]) -> Result<Value, RpcE
             )?;
             Ok(json!(node.revert(id)?))
         }
-        _ => Err(RpcError {
-            code: -32601,
-            message: format!("the method {method} does not exist/is not available"),
-        }),
+        _ => Err(RpcError::new(
+            -32601,
+            format!("the method {method} does not exist/is not available"),
+        )),
     }
 }
