@@ -170,6 +170,10 @@ async fn connection(service: Service, socket: WebSocket) {
                     Err(f) => error(request_id, f),
                 })
             }
+            ClientMessage::WatchSwaps { swap_ids } if swap_ids.is_empty() => Some(error(
+                None,
+                Failure::bad_request("watch_swaps needs at least one swap id"),
+            )),
             ClientMessage::WatchSwaps { swap_ids } => {
                 let mut first_error = None;
                 for id in swap_ids {
