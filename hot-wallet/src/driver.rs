@@ -81,7 +81,12 @@ impl HotWallet {
         shutdown: CancellationToken,
         tracker: &TaskTracker,
     ) -> Result<Self, HotWalletError> {
-        let keys = Keyring::load_or_create(&cfg.seed_path, cfg.bitcoin_network)?;
+        let keys = Keyring::open_or_create(
+            &cfg.seed_path,
+            &cfg.keystore_passphrase,
+            cfg.bitcoin_network,
+            crate::keys::KdfParams::DEFAULT,
+        )?;
         let eth_hot_address = keys.eth_signer(0)?.address().to_checksum(None);
         let repo = Repo::open(deps.store.db().clone())
             .await
