@@ -13,6 +13,7 @@ pub mod keys;
 pub mod keystore;
 pub mod payments;
 pub mod repo;
+pub mod signer;
 pub mod watch;
 
 mod driver;

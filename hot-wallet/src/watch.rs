@@ -145,6 +145,40 @@ impl DepositAccounts {
         Ok(chain.derive_pub(&self.secp, &[normal(index)?])?.to_pub())
     }
 
+    /// The public key at `…/chain/index` of the given account (chain 0
+    /// external, 1 internal).
+    pub fn btc_public_key_at(
+        &self,
+        kind: BtcAddressKind,
+        chain: u32,
+        index: u32,
+    ) -> Result<CompressedPublicKey, WatchError> {
+        if chain == 0 {
+            return self.btc_public_key(kind, index);
+        }
+        let account = match kind {
+            BtcAddressKind::P2wpkh => &self.p2wpkh_account,
+            BtcAddressKind::P2tr => &self.p2tr_account,
+        };
+        Ok(account
+            .derive_pub(&self.secp, &[normal(chain)?, normal(index)?])?
+            .to_pub())
+    }
+
+    /// The Bitcoin address at `…/chain/index` of the given account.
+    pub fn btc_address_at(
+        &self,
+        kind: BtcAddressKind,
+        chain: u32,
+        index: u32,
+    ) -> Result<Address, WatchError> {
+        let pk = self.btc_public_key_at(kind, chain, index)?;
+        Ok(match kind {
+            BtcAddressKind::P2wpkh => Address::p2wpkh(&pk, self.network),
+            BtcAddressKind::P2tr => Address::p2tr(&self.secp, pk.0.into(), None, self.network),
+        })
+    }
+
     /// The Bitcoin address at external index `index` (`…/0/index`).
     pub fn btc_address(&self, kind: BtcAddressKind, index: u32) -> Result<Address, WatchError> {
         let pk = self.btc_public_key(kind, index)?;
