@@ -12,6 +12,7 @@
 pub mod keys;
 pub mod keystore;
 pub mod payments;
+pub mod payout;
 pub mod repo;
 pub mod signer;
 pub mod watch;
