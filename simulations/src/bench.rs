@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
+pub mod address_derivation;
 pub mod persisted_transition;
 pub mod pg;
 
@@ -169,6 +170,16 @@ pub const REGISTRY: &[Benchmark] = &[
         name: "persisted-transition-async-commit",
         about: "the same with synchronous_commit=off on both sides: the client's own cost, not the disk's",
         run: |c| Box::pin(persisted_transition::run_async_commit(c)),
+    },
+    Benchmark {
+        name: "address-derivation",
+        about: "fresh BIP84 deposit addresses/s derived watch-only from the account xpub vs raw secp256k1 CKDpub (HMAC-SHA512 + child-key tweak)",
+        run: |c| Box::pin(address_derivation::run(c)),
+    },
+    Benchmark {
+        name: "address-derivation-persisted",
+        about: "the same with each address allocated and persisted on PostgreSQL (one transaction each) vs the same raw CKDpub",
+        run: |c| Box::pin(address_derivation::run_persisted(c)),
     },
 ];
 
