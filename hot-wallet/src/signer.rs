@@ -44,6 +44,8 @@ pub enum SignError {
     Combine(String),
     #[error("input {input}: {reason}")]
     Refused { input: usize, reason: String },
+    #[error("{0} is not spent by this transaction")]
+    NotSpent(bitcoin::OutPoint),
     #[error("input {input} is not signed")]
     Unsigned { input: usize },
     #[error("sighash computation failed: {0}")]
@@ -311,10 +313,7 @@ pub fn describe_inputs(
             .input
             .iter()
             .position(|i| i.previous_output == own.outpoint)
-            .ok_or_else(|| SignError::Refused {
-                input: usize::MAX,
-                reason: format!("{} is not spent by this transaction", own.outpoint),
-            })?;
+            .ok_or(SignError::NotSpent(own.outpoint))?;
         let refuse = |reason: String| SignError::Refused {
             input: position,
             reason,
