@@ -432,6 +432,28 @@ mod tests {
         ));
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Any one-character edit of a keystore file is refused with an
+        /// error (never a panic, never a different secret).
+        #[test]
+        fn edited_files_never_open_to_another_secret(pos in 0usize..4096, c in proptest::char::range(' ', '~')) {
+            let p = Passphrase::new("pw");
+            let text = encrypt("the secret", SecretKind::Bip39Mnemonic, &p, FAST).unwrap();
+            let mut chars: Vec<char> = text.chars().collect();
+            let i = pos % chars.len();
+            proptest::prop_assume!(chars[i] != c);
+            chars[i] = c;
+            let edited: String = chars.into_iter().collect();
+            if let Ok((kind, secret)) = decrypt(&edited, &p) {
+                // Only an edit JSON ignores (whitespace) may still open.
+                proptest::prop_assert_eq!(kind, SecretKind::Bip39Mnemonic);
+                proptest::prop_assert_eq!(secret.as_str(), "the secret");
+            }
+        }
+    }
+
     #[test]
     fn passphrase_debug_is_redacted() {
         assert!(!format!("{:?}", Passphrase::new("hunter2")).contains("hunter2"));
