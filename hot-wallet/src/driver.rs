@@ -23,6 +23,8 @@ use uuid::Uuid;
 
 use crate::keys::Keyring;
 use crate::repo::{PaymentRow, PaymentStatus, Repo};
+use crate::signer::{LocalSigner, Signer};
+use crate::watch::DepositAccounts;
 use crate::{
     BroadcastFailure, HotWalletApi, HotWalletConfig, HotWalletDeps, HotWalletError, OpenSwap,
     SWAP_ACTIONS,
@@ -53,7 +55,10 @@ impl std::fmt::Debug for HotWallet {
 
 struct Inner {
     cfg: HotWalletConfig,
-    keys: Keyring,
+    /// Signs payouts; the only holder of private keys.
+    signer: Arc<dyn Signer>,
+    /// Deposit addresses derive from these public keys only.
+    deposits: DepositAccounts,
     eth_hot_address: String,
     store: SwapStore,
     repo: Repo,
@@ -81,14 +86,25 @@ impl HotWallet {
         shutdown: CancellationToken,
         tracker: &TaskTracker,
     ) -> Result<Self, HotWalletError> {
-        let keys = Keyring::load_or_create(&cfg.seed_path, cfg.bitcoin_network)?;
-        let eth_hot_address = keys.eth_signer(0)?.address().to_checksum(None);
+        let keys = Keyring::open_or_create(
+            &cfg.seed_path,
+            &cfg.keystore_passphrase,
+            cfg.bitcoin_network,
+            crate::keys::KdfParams::DEFAULT,
+        )?;
+        let deposits = keys.deposit_accounts().clone();
+        let eth_hot_address = deposits
+            .eth_address(0)
+            .map_err(crate::keys::KeyError::from)?
+            .to_checksum(None);
+        let signer: Arc<dyn Signer> = Arc::new(LocalSigner::new(Arc::new(keys)));
         let repo = Repo::open(deps.store.db().clone())
             .await
             .map_err(|e| HotWalletError::Internal(e.to_string()))?;
         let wallet = HotWallet {
             inner: Arc::new(Inner {
-                keys,
+                signer,
+                deposits,
                 eth_hot_address,
                 store: deps.store.clone(),
                 repo,
@@ -520,7 +536,6 @@ impl HotWallet {
                     .map_err(|e| HotWalletError::Invalid(e.to_string()))?
                     .as_ethereum()
                     .ok_or_else(|| HotWalletError::Invalid("not an Ethereum address".into()))?;
-                let signer = self.inner.keys.eth_signer(0)?;
                 let chains = &self.inner.deps.chains;
                 let node_nonce = chains
                     .eth_pending_nonce(order.network, &self.inner.eth_hot_address)
@@ -545,7 +560,8 @@ impl HotWallet {
                     .min(self.inner.cfg.eth_max_fee_per_gas_cap);
                 let value = order.amount.base_units();
                 let signed = crate::payments::sign_eth_transfer(
-                    &signer,
+                    self.inner.signer.as_ref(),
+                    0,
                     net.chain_id(),
                     nonce,
                     to,
@@ -703,13 +719,12 @@ impl HotWalletApi for HotWallet {
         network: Network,
         swap_id: SwapId,
     ) -> Result<String, HotWalletError> {
-        let keys = &self.inner.keys;
+        let deposits = &self.inner.deposits;
         let (_, address) = self
             .inner
             .repo
             .allocate_address(&network.to_string(), &swap_id.to_string(), |index| {
-                keys.deposit_address(network, index)
-                    .map_err(|e| e.to_string())
+                crate::keys::deposit_address(deposits, network, index).map_err(|e| e.to_string())
             })
             .await?;
         // Watched (and persisted by the node gateway) before anyone sees it.

@@ -10,8 +10,12 @@
 //! dies right after the commit; actions are idempotent by their ids.
 
 pub mod keys;
+pub mod keystore;
 pub mod payments;
+pub mod payout;
 pub mod repo;
+pub mod signer;
+pub mod watch;
 
 mod driver;
 
@@ -35,8 +39,11 @@ pub const SWAP_ACTIONS: &str = "swap-actions";
 /// Configuration of the hot wallet.
 #[derive(Debug, Clone)]
 pub struct HotWalletConfig {
-    /// File holding the BIP39 mnemonic (created on first start).
+    /// The encrypted keystore file (created on first start; a plaintext
+    /// seed file found there is migrated, see [`keys::Keyring::open_or_create`]).
     pub seed_path: PathBuf,
+    /// The keystore's passphrase.
+    pub keystore_passphrase: keys::Passphrase,
     pub bitcoin_network: BitcoinNetwork,
     pub ethereum_network: EthereumNetwork,
     pub assets: Assets,

@@ -5,12 +5,10 @@
 //! broadcast. After a crash the stored bytes are broadcast again, so a
 //! payment id never yields two different transactions.
 
-use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
-use alloy_eips::eip2718::Encodable2718;
+use alloy_consensus::TxEip1559;
 use alloy_primitives::{Address, Bytes, TxKind, U256};
-use alloy_signer::SignerSync;
-use alloy_signer_local::PrivateKeySigner;
 
+use crate::signer::Signer;
 use crate::Eip1559Fees;
 
 /// Gas of a plain ETH transfer to an account without code.
@@ -23,9 +21,11 @@ pub struct SignedTx {
     pub raw: Vec<u8>,
 }
 
-/// Builds and signs an EIP-1559 transfer of `value_wei` to `to`.
+/// Builds an EIP-1559 transfer of `value_wei` to `to` and has `signer`
+/// sign it from the Ethereum account `account`.
 pub fn sign_eth_transfer(
-    signer: &PrivateKeySigner,
+    signer: &dyn Signer,
+    account: u32,
     chain_id: u64,
     nonce: u64,
     to: Address,
@@ -43,24 +43,29 @@ pub fn sign_eth_transfer(
         access_list: Default::default(),
         input: Bytes::new(),
     };
-    let signature = signer
-        .sign_hash_sync(&tx.signature_hash())
-        .map_err(|e| format!("signing failed: {e}"))?;
-    let envelope = TxEnvelope::from(tx.into_signed(signature));
-    Ok(SignedTx {
-        txid: format!("{:#x}", envelope.tx_hash()),
-        raw: envelope.encoded_2718(),
-    })
+    signer
+        .sign_eip1559(account, tx)
+        .map_err(|e| format!("signing failed: {e}"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::Keyring;
+    use crate::signer::LocalSigner;
+    use alloy_consensus::TxEnvelope;
     use alloy_eips::eip2718::Decodable2718;
+    use std::sync::Arc;
 
     #[test]
     fn signed_transfer_recovers_to_the_signer() {
-        let signer = PrivateKeySigner::random();
+        let keys = Keyring::from_mnemonic(
+            "legal winner thank year wave sausage worth useful legal winner thank yellow",
+            proto::BitcoinNetwork::Regtest,
+        )
+        .unwrap();
+        let hot = keys.eth_signer(0).unwrap().address();
+        let signer = LocalSigner::new(Arc::new(keys));
         let to: Address = "0xfb6916095ca1df60bb79ce92ce3ea74c37c5d359"
             .parse()
             .unwrap();
@@ -68,7 +73,7 @@ mod tests {
             max_fee_per_gas: 30_000_000_000,
             max_priority_fee_per_gas: 1_000_000_000,
         };
-        let signed = sign_eth_transfer(&signer, 31_337, 7, to, 10u128.pow(17), fees).unwrap();
+        let signed = sign_eth_transfer(&signer, 0, 31_337, 7, to, 10u128.pow(17), fees).unwrap();
         let decoded = TxEnvelope::decode_2718(&mut signed.raw.as_slice()).unwrap();
         assert_eq!(format!("{:#x}", decoded.tx_hash()), signed.txid);
         let TxEnvelope::Eip1559(tx) = &decoded else {
@@ -78,6 +83,6 @@ mod tests {
         assert_eq!(tx.tx().value, U256::from(10u128.pow(17)));
         assert_eq!(tx.tx().chain_id, 31_337);
         let from = tx.recover_signer().unwrap();
-        assert_eq!(from, signer.address());
+        assert_eq!(from, hot);
     }
 }

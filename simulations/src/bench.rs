@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
+pub mod address_derivation;
 pub mod chain_ingest;
 pub mod persisted_transition;
 pub mod pg;
@@ -175,6 +176,16 @@ pub const REGISTRY: &[Benchmark] = &[
         name: "chain-ingest",
         about: "a generated mainnet-sized Bitcoin block (4,000 txs) decoded and matched against 1,000,000 watched scripts vs decoding it alone",
         run: |c| Box::pin(chain_ingest::run(c)),
+    },
+    Benchmark {
+        name: "address-derivation",
+        about: "fresh BIP84 deposit addresses/s derived watch-only from the account xpub vs raw secp256k1 CKDpub (HMAC-SHA512 + child-key tweak)",
+        run: |c| Box::pin(address_derivation::run(c)),
+    },
+    Benchmark {
+        name: "address-derivation-persisted",
+        about: "the same with each address allocated and persisted on PostgreSQL (one transaction each) vs the same raw CKDpub",
+        run: |c| Box::pin(address_derivation::run_persisted(c)),
     },
 ];
 

@@ -157,12 +157,20 @@ pub async fn start(cfg: EmbeddedConfig) -> anyhow::Result<Embedded> {
         .await
         .context("opening the swap store")?;
 
+    // The hot wallet's encrypted keystore; its passphrase comes from
+    // SWAPD_HOT_WALLET_PASSPHRASE, else a development default (README).
     let seed_path = cfg.data_dir.join("hot-wallet.seed");
-    let hot_eth = Keyring::load_or_create(&seed_path, BITCOIN)
-        .context("loading the hot wallet's keys")?
-        .eth_signer(0)
-        .context("deriving the hot Ethereum account")?
-        .address();
+    let keystore_passphrase = hot_wallet::keys::embedded_passphrase();
+    let hot_eth = Keyring::open_or_create(
+        &seed_path,
+        &keystore_passphrase,
+        BITCOIN,
+        hot_wallet::keys::KdfParams::DEFAULT,
+    )
+    .context("loading the hot wallet's keys")?
+    .eth_signer(0)
+    .context("deriving the hot Ethereum account")?
+    .address();
 
     let mut btc_cfg = BitcoinSimConfig::new(cfg.data_dir.join("bitcoin"));
     btc_cfg.rpc_addr = cfg.bitcoin_rpc_listen;
@@ -217,6 +225,7 @@ pub async fn start(cfg: EmbeddedConfig) -> anyhow::Result<Embedded> {
     let hot_wallet = hot_wallet::start(
         HotWalletConfig {
             seed_path,
+            keystore_passphrase,
             bitcoin_network: BITCOIN,
             ethereum_network: ETHEREUM,
             assets: assets.clone(),
