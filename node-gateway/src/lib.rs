@@ -16,6 +16,8 @@
 pub mod bitcoin_rpc;
 pub mod eth_rpc;
 mod follower;
+mod heads;
+pub mod nodes;
 mod publish;
 mod rpc;
 pub mod store;
@@ -36,6 +38,7 @@ use tokio_util::task::TaskTracker;
 pub use bitcoin_rpc::{BitcoinRpc, BlockchainInfo, FeeEstimate, TxOutInfo};
 pub use eth_rpc::{BlockTag, EthBlock, EthReceipt, EthRpc, FeeHistory};
 pub use follower::ChainTip;
+pub use nodes::FailoverConfig;
 pub use publish::message_for;
 pub use rpc::{BroadcastError, RpcError};
 pub use store::MIGRATIONS;
@@ -66,11 +69,119 @@ pub struct EthereumNodeConfig {
     pub eth_asset: AssetId,
 }
 
-/// Which nodes the gateway follows.
+/// Which nodes the gateway follows, one node per chain (see
+/// [`ChainsConfig`] for several nodes per chain and ERC-20 tokens).
 #[derive(Debug, Clone, Default)]
 pub struct NodeGatewayConfig {
     pub bitcoin: Option<BitcoinNodeConfig>,
     pub ethereum: Option<EthereumNodeConfig>,
+}
+
+/// One Bitcoin Core node's JSON-RPC endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BitcoinNode {
+    /// e.g. `http://127.0.0.1:8332`.
+    pub rpc_url: String,
+    pub rpc_user: Option<String>,
+    pub rpc_password: Option<String>,
+}
+
+/// One Ethereum node's endpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EthereumNode {
+    /// e.g. `http://127.0.0.1:8545`.
+    pub rpc_url: String,
+    /// e.g. `ws://127.0.0.1:8546`: new heads arrive by an `eth_subscribe`
+    /// `newHeads` subscription there; polling `rpc_url` stays the fallback.
+    pub ws_url: Option<String>,
+}
+
+/// An ERC-20 token whose `Transfer`s to watched addresses are deposits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Erc20Token {
+    pub contract: alloy_primitives::Address,
+    /// The asset its transfers are reported as (e.g. `USDC`).
+    pub asset: AssetId,
+    /// Decimal places of one whole token, checked against the contract's
+    /// `decimals()` when the follower starts (amounts in events are base
+    /// units, whatever the decimals).
+    pub decimals: u8,
+}
+
+/// A Bitcoin chain followed through one or more nodes.
+#[derive(Debug, Clone)]
+pub struct BitcoinChainConfig {
+    pub network: BitcoinNetwork,
+    /// At least one; the first is followed first.
+    pub nodes: Vec<BitcoinNode>,
+    pub poll_interval: Duration,
+    /// Confirmations are reported up to this depth (e.g. 6).
+    pub max_depth: u64,
+    pub failover: FailoverConfig,
+}
+
+/// An Ethereum chain followed through one or more nodes.
+#[derive(Debug, Clone)]
+pub struct EthereumChainConfig {
+    pub network: EthereumNetwork,
+    /// At least one; the first is followed first.
+    pub nodes: Vec<EthereumNode>,
+    pub poll_interval: Duration,
+    pub max_depth: u64,
+    /// The asset native transfers are reported as (normally `ETH`).
+    pub eth_asset: AssetId,
+    /// Token contracts whose transfers to watched addresses are deposits.
+    pub tokens: Vec<Erc20Token>,
+    pub failover: FailoverConfig,
+}
+
+/// Which chains the gateway follows, through which nodes.
+#[derive(Debug, Clone, Default)]
+pub struct ChainsConfig {
+    pub bitcoin: Option<BitcoinChainConfig>,
+    pub ethereum: Option<EthereumChainConfig>,
+}
+
+impl From<BitcoinNodeConfig> for BitcoinChainConfig {
+    fn from(c: BitcoinNodeConfig) -> Self {
+        BitcoinChainConfig {
+            network: c.network,
+            nodes: vec![BitcoinNode {
+                rpc_url: c.rpc_url,
+                rpc_user: c.rpc_user,
+                rpc_password: c.rpc_password,
+            }],
+            poll_interval: c.poll_interval,
+            max_depth: c.max_depth,
+            failover: FailoverConfig::default(),
+        }
+    }
+}
+
+impl From<EthereumNodeConfig> for EthereumChainConfig {
+    fn from(c: EthereumNodeConfig) -> Self {
+        EthereumChainConfig {
+            network: c.network,
+            nodes: vec![EthereumNode {
+                rpc_url: c.rpc_url,
+                ws_url: None,
+            }],
+            poll_interval: c.poll_interval,
+            max_depth: c.max_depth,
+            eth_asset: c.eth_asset,
+            tokens: Vec::new(),
+            failover: FailoverConfig::default(),
+        }
+    }
+}
+
+impl From<NodeGatewayConfig> for ChainsConfig {
+    fn from(c: NodeGatewayConfig) -> Self {
+        ChainsConfig {
+            bitcoin: c.bitcoin.map(Into::into),
+            ethereum: c.ethereum.map(Into::into),
+        }
+    }
 }
 
 /// What went wrong starting the gateway or asking it to watch something.
@@ -102,8 +213,8 @@ pub struct NodeGateway {
 struct Inner {
     db: Db,
     watch: Arc<watch::WatchList>,
-    bitcoin: Option<(Network, Arc<BitcoinRpc>)>,
-    ethereum: Option<(Network, Arc<EthRpc>)>,
+    bitcoin: Option<(Network, nodes::NodeSet<BitcoinRpc>)>,
+    ethereum: Option<(Network, nodes::NodeSet<EthRpc>)>,
     tips: follower::SharedTips,
     tasks: TaskTracker,
 }
@@ -112,7 +223,13 @@ fn check_follow(
     what: &str,
     poll_interval: Duration,
     max_depth: u64,
+    nodes: usize,
 ) -> Result<(), NodeGatewayError> {
+    if nodes == 0 {
+        return Err(NodeGatewayError::Config(format!(
+            "{what}.nodes must name at least one node"
+        )));
+    }
     if poll_interval.is_zero() {
         return Err(NodeGatewayError::Config(format!(
             "{what}.poll_interval must be more than zero"
@@ -132,16 +249,32 @@ impl NodeGateway {
     /// cancelled (see [`NodeGateway::stopped`]); a node that is down is
     /// retried, not an error here.
     pub async fn start(
-        config: NodeGatewayConfig,
+        config: impl Into<ChainsConfig>,
         db: Db,
         bus: SharedBus,
         shutdown: CancellationToken,
     ) -> Result<NodeGateway, NodeGatewayError> {
+        let config: ChainsConfig = config.into();
         if let Some(b) = &config.bitcoin {
-            check_follow("bitcoin", b.poll_interval, b.max_depth)?;
+            check_follow("bitcoin", b.poll_interval, b.max_depth, b.nodes.len())?;
         }
         if let Some(e) = &config.ethereum {
-            check_follow("ethereum", e.poll_interval, e.max_depth)?;
+            check_follow("ethereum", e.poll_interval, e.max_depth, e.nodes.len())?;
+            let mut contracts = std::collections::HashSet::new();
+            for t in &e.tokens {
+                if !contracts.insert(t.contract) {
+                    return Err(NodeGatewayError::Config(format!(
+                        "ethereum.tokens names contract {} twice",
+                        t.contract
+                    )));
+                }
+                if t.asset == e.eth_asset {
+                    return Err(NodeGatewayError::Config(format!(
+                        "token {} is configured as the native asset {}",
+                        t.contract, t.asset
+                    )));
+                }
+            }
         }
         db.migrate(&MIGRATIONS).await?;
 
@@ -177,17 +310,21 @@ impl NodeGateway {
             None => None,
             Some(c) => {
                 let network = Network::Bitcoin(c.network);
-                let rpc = Arc::new(BitcoinRpc::new(
-                    &c.rpc_url,
-                    c.rpc_user.as_deref(),
-                    c.rpc_password.as_deref(),
-                )?);
+                let mut rpcs = Vec::with_capacity(c.nodes.len());
+                for n in &c.nodes {
+                    rpcs.push(Arc::new(BitcoinRpc::new(
+                        &n.rpc_url,
+                        n.rpc_user.as_deref(),
+                        n.rpc_password.as_deref(),
+                    )?));
+                }
+                let set = nodes::NodeSet::new(rpcs);
                 let asset =
                     AssetId::new("BTC").map_err(|e| NodeGatewayError::Config(e.to_string()))?;
                 let f = follower::Follower {
                     source: follower::BitcoinSource {
                         network,
-                        rpc: rpc.clone(),
+                        nodes: nodes::NodePool::new(set.clone(), c.failover),
                         watch: watch.clone(),
                         asset,
                         mempool: tracker::MempoolTracker::new(network),
@@ -201,23 +338,34 @@ impl NodeGateway {
                     publisher: publisher.clone(),
                     tips: tips.clone(),
                     poll_interval: c.poll_interval,
+                    wake: None,
                     shutdown: shutdown.clone(),
                 };
                 tasks.spawn(f.run());
-                Some((network, rpc))
+                Some((network, set))
             }
         };
         let ethereum = match &config.ethereum {
             None => None,
             Some(c) => {
                 let network = Network::Ethereum(c.network);
-                let rpc = Arc::new(EthRpc::new(&c.rpc_url)?);
+                let mut rpcs = Vec::with_capacity(c.nodes.len());
+                for n in &c.nodes {
+                    rpcs.push(Arc::new(EthRpc::new(&n.rpc_url)?));
+                }
+                let set = nodes::NodeSet::new(rpcs);
+                let wake = Arc::new(tokio::sync::Notify::new());
+                for url in c.nodes.iter().filter_map(|n| n.ws_url.clone()) {
+                    tasks.spawn(heads::follow_new_heads(url, wake.clone(), shutdown.clone()));
+                }
                 let f = follower::Follower {
                     source: follower::EthSource {
                         network,
-                        rpc: rpc.clone(),
+                        nodes: nodes::NodePool::new(set.clone(), c.failover),
                         watch: watch.clone(),
                         asset: c.eth_asset.clone(),
+                        tokens: c.tokens.clone(),
+                        tokens_checked: false,
                         mempool: tracker::MempoolTracker::new(network),
                         pool_supported: true,
                     },
@@ -230,10 +378,11 @@ impl NodeGateway {
                     publisher: publisher.clone(),
                     tips: tips.clone(),
                     poll_interval: c.poll_interval,
+                    wake: Some(wake),
                     shutdown: shutdown.clone(),
                 };
                 tasks.spawn(f.run());
-                Some((network, rpc))
+                Some((network, set))
             }
         };
         tasks.close();
@@ -323,11 +472,13 @@ impl NodeGateway {
         raw_tx: &[u8],
     ) -> Result<String, BroadcastError> {
         let result = match (network, &self.inner.bitcoin, &self.inner.ethereum) {
-            (Network::Bitcoin(_), Some((n, rpc)), _) if *n == network => rpc
+            (Network::Bitcoin(_), Some((n, set)), _) if *n == network => set
+                .active()
                 .send_raw_transaction_hex(&hex::encode(raw_tx))
                 .await
                 .map(|t| t.to_string()),
-            (Network::Ethereum(_), _, Some((n, rpc))) if *n == network => rpc
+            (Network::Ethereum(_), _, Some((n, set))) if *n == network => set
+                .active()
                 .send_raw_transaction(raw_tx)
                 .await
                 .map(|h| format!("0x{}", hex::encode(h))),
@@ -349,14 +500,19 @@ impl NodeGateway {
         }
     }
 
-    /// The Bitcoin node's client (fee estimates, outputs, raw calls).
+    /// The client of the Bitcoin node followed now (fee estimates, outputs,
+    /// raw calls).
     pub fn bitcoin_rpc(&self) -> Option<Arc<BitcoinRpc>> {
-        self.inner.bitcoin.as_ref().map(|(_, r)| r.clone())
+        self.inner.bitcoin.as_ref().map(|(_, s)| s.active().clone())
     }
 
-    /// The Ethereum node's client (nonces, fees, balances, receipts).
+    /// The client of the Ethereum node followed now (nonces, fees, balances,
+    /// receipts).
     pub fn eth_rpc(&self) -> Option<Arc<EthRpc>> {
-        self.inner.ethereum.as_ref().map(|(_, r)| r.clone())
+        self.inner
+            .ethereum
+            .as_ref()
+            .map(|(_, s)| s.active().clone())
     }
 
     /// The last block the gateway processed (and published) on `network`.
