@@ -426,3 +426,100 @@ async fn new_heads_arrive_by_websocket_between_slow_polls() -> anyhow::Result<()
     gw.stopped().await;
     Ok(())
 }
+
+/// Two nodes (proxies in front of one anvil, so one chain): the followed
+/// one is killed mid-run; the other takes over with every depth once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_ethereum_node_fails_over_with_nothing_missed() -> anyhow::Result<()> {
+    init_tracing();
+    let anvil = Anvil::start().await?;
+    let upstream = SocketAddr::from(([127, 0, 0, 1], anvil.port));
+    let (url_a, kill_a) = common::proxy(upstream).await?;
+    let (url_b, kill_b) = common::proxy(upstream).await?;
+    let dir = tempfile::tempdir()?;
+    let db = Db::connect(&format!(
+        "sqlite:{}",
+        dir.path().join("engine.db").display()
+    ))
+    .await?;
+    let bus = open_bus(Bus::Local, &db).await?;
+    let mut events = Events::open(&bus, "test").await?;
+    let stop = CancellationToken::new();
+    let node = |url: &str| EthereumNode {
+        rpc_url: url.to_owned(),
+        ws_url: None,
+    };
+    let gw = NodeGateway::start(
+        ChainsConfig {
+            bitcoin: None,
+            ethereum: Some(EthereumChainConfig {
+                network: EthereumNetwork::Dev,
+                nodes: vec![node(&url_a), node(&url_b)],
+                poll_interval: Duration::from_millis(50),
+                max_depth: 3,
+                eth_asset: AssetId::new("ETH")?,
+                tokens: Vec::new(),
+                failover: FailoverConfig {
+                    max_lag_blocks: 2,
+                    stall_after: Duration::from_secs(2),
+                    check_timeout: Duration::from_millis(500),
+                },
+            }),
+        },
+        db.clone(),
+        bus.clone(),
+        stop.clone(),
+    )
+    .await?;
+    let head = anvil.rpc.block_number().await?;
+    wait_for(|| gw.tip(NET).is_some_and(|t| t.height == head)).await?;
+    assert_eq!(gw.eth_rpc().expect("ethereum").url(), url_a);
+
+    let user = Address::repeat_byte(0x42);
+    gw.watch_address(NET, &format!("{user:#x}")).await?;
+    let payer = anvil.accounts().await?[1];
+    let txid = anvil
+        .send(json!({ "from": payer, "to": user, "value": "0x1000", "gas": "0x5208" }))
+        .await?;
+    events
+        .wait("deposit seen", |e| {
+            matches!(output_status(e, &txid), Some(TxStatus::Seen))
+        })
+        .await?;
+    anvil.mine(1).await?;
+    let confirmed = |depth: u64| {
+        let txid = txid.clone();
+        move |e: &ChainEvent| matches!(output_status(e, &txid), Some(TxStatus::Confirmed { depth: d, .. }) if *d == depth)
+    };
+    events.wait("deposit at depth 1", confirmed(1)).await?;
+
+    kill_a.cancel();
+    anvil.mine(2).await?;
+    events.wait("deposit at depth 3", confirmed(3)).await?;
+    wait_for(|| gw.tip(NET).is_some_and(|t| t.height == head + 3)).await?;
+    assert_eq!(gw.eth_rpc().expect("ethereum").url(), url_b);
+    events.drain(Duration::from_millis(300)).await?;
+
+    let statuses = events.output_statuses(&txid);
+    assert_eq!(statuses.len(), 4, "{statuses:?}");
+    assert_eq!(statuses[0], TxStatus::Seen);
+    for (i, s) in statuses[1..].iter().enumerate() {
+        assert!(
+            matches!(s, TxStatus::Confirmed { depth, block_height, .. } if *depth == i as u64 + 1 && *block_height == head + 1),
+            "{statuses:?}"
+        );
+    }
+    let heights: Vec<u64> = events
+        .all
+        .iter()
+        .filter_map(|e| match e {
+            ChainEvent::BlockConnected { height, .. } => Some(*height),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(heights, vec![head, head + 1, head + 2, head + 3]);
+    stop.cancel();
+    gw.stopped().await;
+    kill_b.cancel();
+    Ok(())
+}

@@ -17,36 +17,7 @@ use node_gateway::{BitcoinChainConfig, BitcoinNode, ChainsConfig, FailoverConfig
 use proto::event::{ChainEvent, TxStatus};
 use proto::BitcoinNetwork;
 use simulators::bitcoin::{BitcoinSim, BitcoinSimConfig};
-use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
-
-/// A TCP proxy to `upstream` until its token is cancelled, which also cuts
-/// every connection through it.
-async fn proxy(upstream: SocketAddr) -> anyhow::Result<(String, CancellationToken)> {
-    let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    let stop = CancellationToken::new();
-    let s = stop.clone();
-    tokio::spawn(async move {
-        loop {
-            let (mut inbound, _) = tokio::select! {
-                _ = s.cancelled() => return,
-                a = listener.accept() => match a { Ok(a) => a, Err(_) => return },
-            };
-            let s = s.clone();
-            tokio::spawn(async move {
-                let Ok(mut outbound) = TcpStream::connect(upstream).await else {
-                    return;
-                };
-                tokio::select! {
-                    _ = s.cancelled() => {}
-                    _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                }
-            });
-        }
-    });
-    Ok((url, stop))
-}
 
 fn node(url: &str) -> BitcoinNode {
     BitcoinNode {

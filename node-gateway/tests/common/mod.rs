@@ -288,3 +288,31 @@ pub fn confirmed_at(s: Option<&TxStatus>, hash: &str, want_depth: u64) -> bool {
 pub fn is_connected(e: &ChainEvent, hash: &str) -> bool {
     matches!(e, ChainEvent::BlockConnected { hash: h, .. } if h == hash)
 }
+
+/// A TCP proxy to `upstream` until its token is cancelled, which also cuts
+/// every connection through it.
+pub async fn proxy(upstream: SocketAddr) -> anyhow::Result<(String, CancellationToken)> {
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let stop = CancellationToken::new();
+    let s = stop.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut inbound, _) = tokio::select! {
+                _ = s.cancelled() => return,
+                a = listener.accept() => match a { Ok(a) => a, Err(_) => return },
+            };
+            let s = s.clone();
+            tokio::spawn(async move {
+                let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await else {
+                    return;
+                };
+                tokio::select! {
+                    _ = s.cancelled() => {}
+                    _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                }
+            });
+        }
+    });
+    Ok((url, stop))
+}
