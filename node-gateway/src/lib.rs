@@ -142,6 +142,44 @@ pub struct ChainsConfig {
     pub ethereum: Option<EthereumChainConfig>,
 }
 
+impl ChainsConfig {
+    /// Refuses a configuration the followers cannot run with, naming the
+    /// setting.
+    pub fn validate(&self) -> Result<(), NodeGatewayError> {
+        if let Some(b) = &self.bitcoin {
+            check_follow("bitcoin", b.poll_interval, b.max_depth, b.nodes.len())?;
+        }
+        if let Some(e) = &self.ethereum {
+            check_follow("ethereum", e.poll_interval, e.max_depth, e.nodes.len())?;
+            for n in &e.nodes {
+                if let Some(ws) = &n.ws_url {
+                    if !(ws.starts_with("ws://") || ws.starts_with("wss://")) {
+                        return Err(NodeGatewayError::Config(format!(
+                            "ethereum.nodes.ws_url {ws:?} is not a ws:// or wss:// URL"
+                        )));
+                    }
+                }
+            }
+            let mut contracts = std::collections::HashSet::new();
+            for t in &e.tokens {
+                if !contracts.insert(t.contract) {
+                    return Err(NodeGatewayError::Config(format!(
+                        "ethereum.tokens names contract {} twice",
+                        t.contract
+                    )));
+                }
+                if t.asset == e.eth_asset {
+                    return Err(NodeGatewayError::Config(format!(
+                        "token {} is configured as the native asset {}",
+                        t.contract, t.asset
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 impl From<BitcoinNodeConfig> for BitcoinChainConfig {
     fn from(c: BitcoinNodeConfig) -> Self {
         BitcoinChainConfig {
@@ -255,27 +293,7 @@ impl NodeGateway {
         shutdown: CancellationToken,
     ) -> Result<NodeGateway, NodeGatewayError> {
         let config: ChainsConfig = config.into();
-        if let Some(b) = &config.bitcoin {
-            check_follow("bitcoin", b.poll_interval, b.max_depth, b.nodes.len())?;
-        }
-        if let Some(e) = &config.ethereum {
-            check_follow("ethereum", e.poll_interval, e.max_depth, e.nodes.len())?;
-            let mut contracts = std::collections::HashSet::new();
-            for t in &e.tokens {
-                if !contracts.insert(t.contract) {
-                    return Err(NodeGatewayError::Config(format!(
-                        "ethereum.tokens names contract {} twice",
-                        t.contract
-                    )));
-                }
-                if t.asset == e.eth_asset {
-                    return Err(NodeGatewayError::Config(format!(
-                        "token {} is configured as the native asset {}",
-                        t.contract, t.asset
-                    )));
-                }
-            }
-        }
+        config.validate()?;
         db.migrate(&MIGRATIONS).await?;
 
         let watch = Arc::new(watch::WatchList::new());
@@ -541,5 +559,85 @@ pub fn canonical_txid(network: Network, txid: &str) -> Option<String> {
             .ok()
             .filter(|_| t.len() == 66 && t.starts_with("0x"))
             .map(|h| format!("0x{}", hex::encode(h))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eth(nodes: Vec<EthereumNode>, tokens: Vec<Erc20Token>) -> ChainsConfig {
+        ChainsConfig {
+            bitcoin: None,
+            ethereum: Some(EthereumChainConfig {
+                network: EthereumNetwork::Dev,
+                nodes,
+                poll_interval: Duration::from_secs(1),
+                max_depth: 3,
+                eth_asset: AssetId::new("ETH").unwrap(),
+                tokens,
+                failover: FailoverConfig::default(),
+            }),
+        }
+    }
+
+    fn node(ws: Option<&str>) -> EthereumNode {
+        EthereumNode {
+            rpc_url: "http://127.0.0.1:8545".into(),
+            ws_url: ws.map(str::to_owned),
+        }
+    }
+
+    fn token(byte: u8, asset: &str) -> Erc20Token {
+        Erc20Token {
+            contract: alloy_primitives::Address::repeat_byte(byte),
+            asset: AssetId::new(asset).unwrap(),
+            decimals: 6,
+        }
+    }
+
+    #[test]
+    fn configurations_are_checked_with_the_setting_named() {
+        let cases: Vec<(ChainsConfig, Option<&str>)> = vec![
+            (eth(vec![node(None)], vec![token(1, "USDC")]), None),
+            (
+                eth(vec![node(Some("ws://127.0.0.1:8546")), node(None)], vec![]),
+                None,
+            ),
+            (eth(vec![], vec![]), Some("ethereum.nodes")),
+            (
+                eth(vec![node(Some("http://127.0.0.1:8546"))], vec![]),
+                Some("ws_url"),
+            ),
+            (
+                eth(vec![node(None)], vec![token(1, "USDC"), token(1, "USDT")]),
+                Some("twice"),
+            ),
+            (
+                eth(vec![node(None)], vec![token(1, "ETH")]),
+                Some("native asset"),
+            ),
+        ];
+        for (config, want) in cases {
+            match (config.validate(), want) {
+                (Ok(()), None) => {}
+                (Err(e), Some(w)) if e.to_string().contains(w) => {}
+                (got, want) => panic!("{config:?}: got {got:?}, want {want:?}"),
+            }
+        }
+        let one_node = ChainsConfig::from(NodeGatewayConfig {
+            bitcoin: Some(BitcoinNodeConfig {
+                network: BitcoinNetwork::Regtest,
+                rpc_url: "http://127.0.0.1:18443".into(),
+                rpc_user: None,
+                rpc_password: None,
+                poll_interval: Duration::ZERO,
+                max_depth: 6,
+            }),
+            ethereum: None,
+        });
+        assert!(one_node
+            .validate()
+            .is_err_and(|e| e.to_string().contains("poll_interval")));
     }
 }
