@@ -523,3 +523,59 @@ async fn a_killed_ethereum_node_fails_over_with_nothing_missed() -> anyhow::Resu
     kill_b.cancel();
     Ok(())
 }
+
+/// The websocket drops (its proxy is cut) while blocks are mined and comes
+/// back on the same address: the resubscription makes the follower connect
+/// every block it missed, with polling once a minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocks_missed_while_the_websocket_was_down_are_backfilled() -> anyhow::Result<()> {
+    init_tracing();
+    let anvil = Anvil::start().await?;
+    let upstream = SocketAddr::from(([127, 0, 0, 1], anvil.port));
+    let (ws_addr, cut) = common::proxy_on(SocketAddr::from(([127, 0, 0, 1], 0)), upstream).await?;
+    let dir = tempfile::tempdir()?;
+    let db = Db::connect(&format!(
+        "sqlite:{}",
+        dir.path().join("engine.db").display()
+    ))
+    .await?;
+    let bus = open_bus(Bus::Local, &db).await?;
+    let mut events = Events::open(&bus, "test").await?;
+    let mut config = config(&anvil, Duration::from_secs(60), Vec::new())?;
+    if let Some(e) = config.ethereum.as_mut() {
+        e.nodes[0].ws_url = Some(format!("ws://{ws_addr}"));
+    }
+    let stop = CancellationToken::new();
+    let gw = NodeGateway::start(config, db.clone(), bus.clone(), stop.clone()).await?;
+    let head = anvil.rpc.block_number().await?;
+    wait_for(|| gw.tip(NET).is_some_and(|t| t.height == head)).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    anvil.mine(1).await?;
+    wait_for(|| gw.tip(NET).is_some_and(|t| t.height == head + 1)).await?;
+
+    cut.cancel();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    anvil.mine(3).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        gw.tip(NET).map(|t| t.height),
+        Some(head + 1),
+        "no heads without the websocket (polling is once a minute)"
+    );
+    let (_, back) = common::proxy_on(ws_addr, upstream).await?;
+    wait_for(|| gw.tip(NET).is_some_and(|t| t.height == head + 4)).await?;
+    events.drain(Duration::from_millis(300)).await?;
+    let heights: Vec<u64> = events
+        .all
+        .iter()
+        .filter_map(|e| match e {
+            ChainEvent::BlockConnected { height, .. } => Some(*height),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(heights, vec![head, head + 1, head + 2, head + 3, head + 4]);
+    stop.cancel();
+    gw.stopped().await;
+    back.cancel();
+    Ok(())
+}

@@ -290,10 +290,19 @@ pub fn is_connected(e: &ChainEvent, hash: &str) -> bool {
 }
 
 /// A TCP proxy to `upstream` until its token is cancelled, which also cuts
-/// every connection through it.
+/// every connection through it; returns its `http://` URL.
 pub async fn proxy(upstream: SocketAddr) -> anyhow::Result<(String, CancellationToken)> {
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
-    let url = format!("http://{}", listener.local_addr()?);
+    let (addr, stop) = proxy_on(SocketAddr::from(([127, 0, 0, 1], 0)), upstream).await?;
+    Ok((format!("http://{addr}"), stop))
+}
+
+/// A TCP proxy listening on `listen` (port 0: any free port) to `upstream`.
+pub async fn proxy_on(
+    listen: SocketAddr,
+    upstream: SocketAddr,
+) -> anyhow::Result<(SocketAddr, CancellationToken)> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
     let stop = CancellationToken::new();
     let s = stop.clone();
     tokio::spawn(async move {
@@ -314,5 +323,5 @@ pub async fn proxy(upstream: SocketAddr) -> anyhow::Result<(String, Cancellation
             });
         }
     });
-    Ok((url, stop))
+    Ok((addr, stop))
 }
