@@ -2,8 +2,11 @@
 //!
 //! The node gateway is the only part of the engine that talks to chain
 //! nodes. [`NodeGateway::start`] spawns one follower per configured chain;
-//! each polls its node, matches blocks and the mempool (Ethereum: the
-//! pending pool via `txpool_content`, when the node offers it)
+//! each polls the healthiest of the chain's nodes ([`nodes`]; Ethereum also
+//! woken by a `newHeads` websocket subscription), matches blocks (Ethereum:
+//! native transfers that did not revert, ERC-20 `Transfer` logs of the
+//! configured tokens) and the mempool (Ethereum: the pending pool via
+//! `txpool_content`, when the node offers it)
 //! against the persisted watch list, and publishes [`proto::event::ChainEvent`]s
 //! on [`proto::event::topics::CHAIN_EVENTS`]: seen, confirmed at depth
 //! 1..=`max_depth`, unconfirmed by a reorganisation, dropped from the mempool.
