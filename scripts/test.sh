@@ -21,6 +21,7 @@ echo "test.sh: PostgreSQL" >&2
 eval "$(scripts/pg.sh)"
 echo "test.sh: Kafka-protocol broker" >&2
 eval "$(scripts/kafka.sh)"
+eval "$(scripts/anvil.sh)"
 export TEST_DATABASE_URL TEST_KAFKA_BROKERS
 
 echo "test.sh: cargo test (target dir $CARGO_TARGET_DIR)" >&2

@@ -74,7 +74,22 @@ pub struct EthLog {
     pub data: Bytes,
     #[serde(default)]
     pub log_index: Option<U64>,
+    /// `None` only for a pending log.
+    #[serde(default)]
+    pub transaction_hash: Option<B256>,
+    #[serde(default)]
+    pub block_hash: Option<B256>,
+    /// `true` when a reorganisation removed the log (filter changes only).
+    #[serde(default)]
+    pub removed: bool,
 }
+
+/// `keccak256("Transfer(address,address,uint256)")`, the first topic of an
+/// ERC-20 `Transfer` log.
+pub const ERC20_TRANSFER_TOPIC: B256 = B256::new([
+    0xdd, 0xf2, 0x52, 0xad, 0x1b, 0xe2, 0xc8, 0x9b, 0x69, 0xc2, 0xb0, 0x68, 0xfc, 0x37, 0x8d, 0xaa,
+    0x95, 0x2b, 0xa7, 0xf1, 0x63, 0xc4, 0xa1, 0x16, 0x28, 0xf5, 0x5a, 0x4d, 0xf5, 0x23, 0xb3, 0xef,
+]);
 
 /// A transaction receipt (`eth_getTransactionReceipt`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -257,6 +272,34 @@ impl EthRpc {
             .collect())
     }
 
+    /// The logs of the block `block_hash` (EIP-234: exactly that block, also
+    /// after a reorganisation) emitted by one of `contracts` with first topic
+    /// `topic0`.
+    pub async fn get_logs_in_block(
+        &self,
+        block_hash: &B256,
+        contracts: &[Address],
+        topic0: &B256,
+    ) -> Result<Vec<EthLog>, RpcError> {
+        self.transport
+            .call(
+                "eth_getLogs",
+                json!([{ "blockHash": block_hash, "address": contracts, "topics": [topic0] }]),
+            )
+            .await
+    }
+
+    /// `eth_call`: runs `data` against contract `to` at `tag` without a
+    /// transaction; returns the output.
+    pub async fn call(&self, to: &Address, data: &[u8], tag: BlockTag) -> Result<Bytes, RpcError> {
+        self.transport
+            .call(
+                "eth_call",
+                json!([{ "to": to, "input": format!("0x{}", hex::encode(data)) }, tag.to_json()]),
+            )
+            .await
+    }
+
     /// Wei per gas.
     pub async fn gas_price(&self) -> Result<u128, RpcError> {
         let n: U128 = self.transport.call("eth_gasPrice", json!([])).await?;
@@ -313,5 +356,30 @@ mod tests {
         assert_eq!(b.transactions[0].value, U256::from(10u128.pow(18)));
         assert_eq!(b.transactions[1].to, None);
         assert_eq!(BlockTag::Number(436).to_json(), json!("0x1b4"));
+    }
+
+    #[test]
+    fn transfer_topic_is_the_event_signature_hash() {
+        assert_eq!(
+            ERC20_TRANSFER_TOPIC,
+            alloy_primitives::keccak256("Transfer(address,address,uint256)")
+        );
+    }
+
+    #[test]
+    fn parses_a_log_with_its_transaction() {
+        let v = json!({
+            "address": format!("0x{}", "aa".repeat(20)),
+            "topics": [format!("{ERC20_TRANSFER_TOPIC:#x}")],
+            "data": "0x01",
+            "logIndex": "0x3",
+            "transactionHash": format!("0x{}", "bb".repeat(32)),
+            "blockHash": format!("0x{}", "cc".repeat(32)),
+            "removed": false
+        });
+        let l: EthLog = serde_json::from_value(v).unwrap();
+        assert_eq!(l.log_index.map(|i| i.to::<u64>()), Some(3));
+        assert_eq!(l.transaction_hash, Some(B256::repeat_byte(0xbb)));
+        assert!(!l.removed);
     }
 }

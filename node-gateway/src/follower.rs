@@ -12,15 +12,18 @@ use bitcoin::{BlockHash, Txid};
 use infra::db::Db;
 use proto::event::ChainEvent;
 use proto::{AssetId, Network};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::bitcoin_rpc::BitcoinRpc;
-use crate::eth_rpc::{BlockTag, EthBlock, EthRpc};
+use crate::eth_rpc::{BlockTag, EthBlock, EthRpc, ERC20_TRANSFER_TOPIC};
+use crate::nodes::NodePool;
 use crate::publish::{Publisher, ShuttingDown};
 use crate::rpc::RpcError;
 use crate::store;
 use crate::tracker::{BlockRef, ChainTracker, Matched, MempoolTracker, TrackedBlock};
 use crate::watch::WatchList;
+use crate::Erc20Token;
 
 /// The best block the gateway has processed on a network.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +57,9 @@ impl From<ShuttingDown> for FollowError {
 /// What a follower needs from a chain's node.
 #[async_trait]
 pub(crate) trait ChainSource: Send + Sync {
+    /// Health-checks the chain's nodes and settles which one the calls
+    /// below go to (failover); before every poll.
+    async fn select_node(&mut self) -> Result<(), RpcError>;
     async fn best_height(&self) -> Result<u64, RpcError>;
     /// The best-chain block hash at `height`; `None` above the tip.
     async fn hash_at(&self, height: u64) -> Result<Option<String>, RpcError>;
@@ -82,6 +88,8 @@ pub(crate) struct Follower<S> {
     pub(crate) publisher: Publisher,
     pub(crate) tips: SharedTips,
     pub(crate) poll_interval: Duration,
+    /// Woken when a node announces a new head (websocket), to poll at once.
+    pub(crate) wake: Option<Arc<Notify>>,
     pub(crate) shutdown: CancellationToken,
 }
 
@@ -107,9 +115,16 @@ impl<S: ChainSource> Follower<S> {
                         Err(FollowError::ShuttingDown) => break,
                         Err(e) => tracing::warn!(error = %e, "following the node failed; retrying"),
                     }
+                    let woken = async {
+                        match &self.wake {
+                            Some(w) => w.notified().await,
+                            None => std::future::pending().await,
+                        }
+                    };
                     tokio::select! {
                         _ = self.shutdown.cancelled() => break,
                         _ = tokio::time::sleep(self.poll_interval) => {}
+                        _ = woken => tracing::trace!("new head announced"),
                     }
                 }
                 tracing::info!("follower stopped");
@@ -180,6 +195,7 @@ impl<S: ChainSource> Follower<S> {
                 }
             }
         };
+        self.source.select_node().await?;
         if refs.is_empty() {
             let best = self.source.best_height().await?;
             let (block, matches) = self
@@ -227,6 +243,7 @@ impl<S: ChainSource> Follower<S> {
     /// Walks back over blocks the node no longer has in its best chain,
     /// connects the node's new blocks one by one, then looks at the mempool.
     async fn poll_once(&mut self) -> Result<(), FollowError> {
+        self.source.select_node().await?;
         // Walk back to the common ancestor.
         let mut resume_at = None;
         while let Some(tip) = self.tracker.tip().cloned() {
@@ -306,13 +323,17 @@ impl<S: ChainSource> Follower<S> {
 /// Bitcoin Core as a [`ChainSource`], with mempool tracking.
 pub(crate) struct BitcoinSource {
     pub(crate) network: Network,
-    pub(crate) rpc: Arc<BitcoinRpc>,
+    pub(crate) nodes: NodePool<BitcoinRpc>,
     pub(crate) watch: Arc<WatchList>,
     pub(crate) asset: AssetId,
     pub(crate) mempool: MempoolTracker,
 }
 
 impl BitcoinSource {
+    fn rpc(&self) -> &BitcoinRpc {
+        self.nodes.active()
+    }
+
     fn parse_hash(hash: &str) -> Result<BlockHash, RpcError> {
         BlockHash::from_str(hash).map_err(|e| RpcError::Decode {
             method: "getblock".into(),
@@ -325,12 +346,12 @@ impl BitcoinSource {
         hash: &BlockHash,
         height: Option<u64>,
     ) -> Result<Option<(BlockRef, Vec<Matched>)>, RpcError> {
-        let Some(block) = self.rpc.get_block(hash).await? else {
+        let Some(block) = self.rpc().get_block(hash).await? else {
             return Ok(None);
         };
         let height = match height {
             Some(h) => h,
-            None => self.rpc.get_block_header_info(hash).await?.height,
+            None => self.rpc().get_block_header_info(hash).await?.height,
         };
         let matches = self
             .watch
@@ -348,20 +369,24 @@ impl BitcoinSource {
 
 #[async_trait]
 impl ChainSource for BitcoinSource {
+    async fn select_node(&mut self) -> Result<(), RpcError> {
+        self.nodes.check().await.map(|_| ())
+    }
+
     async fn best_height(&self) -> Result<u64, RpcError> {
-        self.rpc.get_block_count().await
+        self.rpc().get_block_count().await
     }
 
     async fn hash_at(&self, height: u64) -> Result<Option<String>, RpcError> {
         Ok(self
-            .rpc
+            .rpc()
             .get_block_hash(height)
             .await?
             .map(|h| h.to_string()))
     }
 
     async fn block_at(&self, height: u64) -> Result<Option<(BlockRef, Vec<Matched>)>, RpcError> {
-        let Some(hash) = self.rpc.get_block_hash(height).await? else {
+        let Some(hash) = self.rpc().get_block_hash(height).await? else {
             return Ok(None);
         };
         self.fetch(&hash, Some(height)).await
@@ -377,11 +402,11 @@ impl ChainSource for BitcoinSource {
 
     async fn lagging_behind(&self, tip: &BlockRef) -> Result<bool, RpcError> {
         let hash = Self::parse_hash(&tip.hash)?;
-        match self.rpc.get_block_header_info(&hash).await {
+        match self.rpc().get_block_header_info(&hash).await {
             // Known but off the active chain: stale, unless the node is
             // still downloading the blocks of headers it has.
             Ok(info) if info.confirmations < 0 => {
-                let chain = self.rpc.get_blockchain_info().await?;
+                let chain = self.rpc().get_blockchain_info().await?;
                 Ok(chain.headers > chain.blocks || chain.initialblockdownload)
             }
             Ok(_) => Ok(false),
@@ -395,8 +420,8 @@ impl ChainSource for BitcoinSource {
         for t in self.watch.take_new_txids(self.network) {
             self.mempool.forget(&t);
         }
-        let txids = self.rpc.get_raw_mempool().await?;
-        let best = self.rpc.get_best_block_hash().await?;
+        let txids = self.rpc().get_raw_mempool().await?;
+        let best = self.rpc().get_best_block_hash().await?;
         let strs: Vec<String> = txids.iter().map(Txid::to_string).collect();
         let unknown: Vec<Txid> = self
             .mempool
@@ -404,7 +429,7 @@ impl ChainSource for BitcoinSource {
             .into_iter()
             .filter_map(|s| Txid::from_str(s).ok())
             .collect();
-        let txs = self.rpc.get_raw_transactions(&unknown).await?;
+        let txs = self.rpc().get_raw_transactions(&unknown).await?;
         let mut events = Vec::new();
         for (txid, tx) in unknown.iter().zip(txs) {
             let id = txid.to_string();
@@ -429,54 +454,161 @@ impl ChainSource for BitcoinSource {
     }
 }
 
-/// An Ethereum node as a [`ChainSource`], with its pending pool when the
-/// node offers `txpool_content`.
+/// An Ethereum node as a [`ChainSource`]: native transfers from block
+/// transactions (reverted ones left out), ERC-20 `Transfer` logs of the
+/// configured tokens, and the pending pool when the node offers
+/// `txpool_content`.
 pub(crate) struct EthSource {
     pub(crate) network: Network,
-    pub(crate) rpc: Arc<EthRpc>,
+    pub(crate) nodes: NodePool<EthRpc>,
     pub(crate) watch: Arc<WatchList>,
     pub(crate) asset: AssetId,
+    pub(crate) tokens: Vec<Erc20Token>,
+    /// Set once the tokens' `decimals()` were compared with the config.
+    pub(crate) tokens_checked: bool,
     pub(crate) mempool: MempoolTracker,
     /// Cleared when the node does not offer `txpool_content`.
     pub(crate) pool_supported: bool,
 }
 
+/// `decimals()`.
+const DECIMALS_SELECTOR: [u8; 4] = [0x31, 0x3c, 0xe5, 0x67];
+
 impl EthSource {
-    fn matched(&self, block: EthBlock) -> (BlockRef, Vec<Matched>) {
-        let matches = self
+    fn rpc(&self) -> &EthRpc {
+        self.nodes.active()
+    }
+
+    /// Compares each configured token's decimals with its contract's, once;
+    /// a mismatch is logged as an error (amounts stay base units either way).
+    async fn check_tokens(&mut self) {
+        for t in &self.tokens {
+            let answer = self
+                .rpc()
+                .call(&t.contract, &DECIMALS_SELECTOR, BlockTag::Latest)
+                .await;
+            match answer {
+                Ok(out) if out.len() == 32 && out[..31].iter().all(|b| *b == 0) => {
+                    if out[31] != t.decimals {
+                        tracing::error!(contract = %t.contract, asset = %t.asset, configured = t.decimals, contract_says = out[31], "token decimals differ from the configuration");
+                    }
+                }
+                Ok(out) => {
+                    tracing::error!(contract = %t.contract, asset = %t.asset, bytes = out.len(), "token contract gave no decimals(); is the address right?")
+                }
+                Err(e) => {
+                    tracing::warn!(contract = %t.contract, error = %e, "could not ask the token for its decimals");
+                    return;
+                }
+            }
+        }
+        self.tokens_checked = true;
+    }
+
+    /// The block's place and what in it matched: native transfers whose
+    /// transaction succeeded, watched transactions, then ERC-20 transfers to
+    /// watched addresses (by log index). `on_best_chain`: the block was
+    /// fetched by height, so a receipt from another block means the chain
+    /// moved while reading (an error; the next poll walks back).
+    async fn matched(
+        &self,
+        block: EthBlock,
+        on_best_chain: bool,
+    ) -> Result<(BlockRef, Vec<Matched>), RpcError> {
+        let mut matches = Vec::new();
+        for m in self
             .watch
-            .match_eth_block(self.network, &block, &self.asset);
-        (
+            .match_eth_block(self.network, &block, &self.asset)
+        {
+            if let Matched::Output { txid, .. } = &m {
+                if !self.succeeded(txid, &block.hash, on_best_chain).await? {
+                    tracing::info!(%txid, "transfer to a watched address reverted; not a deposit");
+                    continue;
+                }
+            }
+            matches.push(m);
+        }
+        if !self.tokens.is_empty() && !self.watch.is_empty(self.network) {
+            let contracts: Vec<_> = self.tokens.iter().map(|t| t.contract).collect();
+            let logs = self
+                .rpc()
+                .get_logs_in_block(&block.hash, &contracts, &ERC20_TRANSFER_TOPIC)
+                .await?;
+            matches.extend(self.watch.match_erc20_logs(self.network, &logs, |c| {
+                self.tokens
+                    .iter()
+                    .find(|t| t.contract == *c)
+                    .map(|t| t.asset.clone())
+            }));
+        }
+        Ok((
             BlockRef {
                 height: block.height(),
                 hash: format!("0x{}", hex::encode(block.hash)),
                 parent_hash: format!("0x{}", hex::encode(block.parent_hash)),
             },
             matches,
-        )
+        ))
+    }
+
+    /// Whether transaction `txid` of block `block_hash` succeeded (receipt
+    /// status 1).
+    async fn succeeded(
+        &self,
+        txid: &str,
+        block_hash: &alloy_primitives::B256,
+        on_best_chain: bool,
+    ) -> Result<bool, RpcError> {
+        let hash = alloy_primitives::B256::from_str(txid).map_err(|e| RpcError::Decode {
+            method: "eth_getBlockByNumber".into(),
+            reason: format!("{txid:?} is not a transaction hash: {e}"),
+        })?;
+        match self.rpc().get_transaction_receipt(&hash).await? {
+            Some(r) if r.block_hash.as_ref() == Some(block_hash) => Ok(r.succeeded()),
+            // A block off the best chain (being disconnected): its receipts
+            // are gone; report the match so it is unconfirmed if it was
+            // confirmed (an unconfirmation of something never confirmed is
+            // harmless).
+            _ if !on_best_chain => Ok(true),
+            _ => Err(RpcError::Decode {
+                method: "eth_getTransactionReceipt".into(),
+                reason: format!("no receipt of {txid} in block {block_hash:#x}: the chain moved"),
+            }),
+        }
     }
 }
 
 #[async_trait]
 impl ChainSource for EthSource {
+    async fn select_node(&mut self) -> Result<(), RpcError> {
+        self.nodes.check().await?;
+        if !self.tokens_checked {
+            self.check_tokens().await;
+        }
+        Ok(())
+    }
+
     async fn best_height(&self) -> Result<u64, RpcError> {
-        self.rpc.block_number().await
+        self.rpc().block_number().await
     }
 
     async fn hash_at(&self, height: u64) -> Result<Option<String>, RpcError> {
         Ok(self
-            .rpc
+            .rpc()
             .get_block_hash(height)
             .await?
             .map(|h| format!("0x{}", hex::encode(h))))
     }
 
     async fn block_at(&self, height: u64) -> Result<Option<(BlockRef, Vec<Matched>)>, RpcError> {
-        Ok(self
-            .rpc
+        match self
+            .rpc()
             .get_block_by_number(BlockTag::Number(height))
             .await?
-            .map(|b| self.matched(b)))
+        {
+            Some(b) => self.matched(b, true).await.map(Some),
+            None => Ok(None),
+        }
     }
 
     async fn block_by_hash(
@@ -487,11 +619,17 @@ impl ChainSource for EthSource {
             method: "eth_getBlockByHash".into(),
             reason: format!("{hash:?} is not a block hash: {e}"),
         })?;
-        Ok(self
-            .rpc
-            .get_block_by_hash(&h)
-            .await?
-            .map(|b| self.matched(b)))
+        match self.rpc().get_block_by_hash(&h).await? {
+            Some(b) => self.matched(b, false).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// A node whose head is below our tip has not reached it yet (a
+    /// lagging node, or one that just went back to build another branch):
+    /// wait for it rather than disconnect blocks it may still confirm.
+    async fn lagging_behind(&self, tip: &BlockRef) -> Result<bool, RpcError> {
+        Ok(self.rpc().block_number().await? < tip.height)
     }
 
     async fn poll_mempool(&mut self, tracker: &ChainTracker) -> Result<Vec<ChainEvent>, RpcError> {
@@ -501,7 +639,7 @@ impl ChainSource for EthSource {
         for t in self.watch.take_new_txids(self.network) {
             self.mempool.forget(&t);
         }
-        let pool = match self.rpc.txpool_pending().await {
+        let pool = match self.rpc().txpool_pending().await {
             Ok(p) => p,
             Err(e) if e.node_code() == Some(-32601) => {
                 tracing::info!("node has no txpool_content; pending transactions are not reported");
@@ -510,7 +648,7 @@ impl ChainSource for EthSource {
             }
             Err(e) => return Err(e),
         };
-        let head = self.rpc.block_number().await?;
+        let head = self.rpc().block_number().await?;
         let head_hash = self.hash_at(head).await?;
         let ids: Vec<String> = pool
             .iter()

@@ -2,8 +2,11 @@
 //!
 //! The node gateway is the only part of the engine that talks to chain
 //! nodes. [`NodeGateway::start`] spawns one follower per configured chain;
-//! each polls its node, matches blocks and the mempool (Ethereum: the
-//! pending pool via `txpool_content`, when the node offers it)
+//! each polls the healthiest of the chain's nodes ([`nodes`]; Ethereum also
+//! woken by a `newHeads` websocket subscription), matches blocks (Ethereum:
+//! native transfers that did not revert, ERC-20 `Transfer` logs of the
+//! configured tokens) and the mempool (Ethereum: the pending pool via
+//! `txpool_content`, when the node offers it)
 //! against the persisted watch list, and publishes [`proto::event::ChainEvent`]s
 //! on [`proto::event::topics::CHAIN_EVENTS`]: seen, confirmed at depth
 //! 1..=`max_depth`, unconfirmed by a reorganisation, dropped from the mempool.
@@ -16,6 +19,8 @@
 pub mod bitcoin_rpc;
 pub mod eth_rpc;
 mod follower;
+mod heads;
+pub mod nodes;
 mod publish;
 mod rpc;
 pub mod store;
@@ -36,6 +41,7 @@ use tokio_util::task::TaskTracker;
 pub use bitcoin_rpc::{BitcoinRpc, BlockchainInfo, FeeEstimate, TxOutInfo};
 pub use eth_rpc::{BlockTag, EthBlock, EthReceipt, EthRpc, FeeHistory};
 pub use follower::ChainTip;
+pub use nodes::FailoverConfig;
 pub use publish::message_for;
 pub use rpc::{BroadcastError, RpcError};
 pub use store::MIGRATIONS;
@@ -66,11 +72,159 @@ pub struct EthereumNodeConfig {
     pub eth_asset: AssetId,
 }
 
-/// Which nodes the gateway follows.
+/// Which nodes the gateway follows, one node per chain (see
+/// [`ChainsConfig`] for several nodes per chain and ERC-20 tokens).
 #[derive(Debug, Clone, Default)]
 pub struct NodeGatewayConfig {
     pub bitcoin: Option<BitcoinNodeConfig>,
     pub ethereum: Option<EthereumNodeConfig>,
+}
+
+/// One Bitcoin Core node's JSON-RPC endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BitcoinNode {
+    /// e.g. `http://127.0.0.1:8332`.
+    pub rpc_url: String,
+    pub rpc_user: Option<String>,
+    pub rpc_password: Option<String>,
+}
+
+/// One Ethereum node's endpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EthereumNode {
+    /// e.g. `http://127.0.0.1:8545`.
+    pub rpc_url: String,
+    /// e.g. `ws://127.0.0.1:8546` (plain `ws://` only): new heads arrive by
+    /// an `eth_subscribe` `newHeads` subscription there; polling `rpc_url`
+    /// stays the fallback.
+    pub ws_url: Option<String>,
+}
+
+/// An ERC-20 token whose `Transfer`s to watched addresses are deposits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Erc20Token {
+    pub contract: alloy_primitives::Address,
+    /// The asset its transfers are reported as (e.g. `USDC`).
+    pub asset: AssetId,
+    /// Decimal places of one whole token, checked against the contract's
+    /// `decimals()` when the follower starts (amounts in events are base
+    /// units, whatever the decimals).
+    pub decimals: u8,
+}
+
+/// A Bitcoin chain followed through one or more nodes.
+#[derive(Debug, Clone)]
+pub struct BitcoinChainConfig {
+    pub network: BitcoinNetwork,
+    /// At least one; the first is followed first.
+    pub nodes: Vec<BitcoinNode>,
+    pub poll_interval: Duration,
+    /// Confirmations are reported up to this depth (e.g. 6).
+    pub max_depth: u64,
+    pub failover: FailoverConfig,
+}
+
+/// An Ethereum chain followed through one or more nodes.
+#[derive(Debug, Clone)]
+pub struct EthereumChainConfig {
+    pub network: EthereumNetwork,
+    /// At least one; the first is followed first.
+    pub nodes: Vec<EthereumNode>,
+    pub poll_interval: Duration,
+    pub max_depth: u64,
+    /// The asset native transfers are reported as (normally `ETH`).
+    pub eth_asset: AssetId,
+    /// Token contracts whose transfers to watched addresses are deposits.
+    pub tokens: Vec<Erc20Token>,
+    pub failover: FailoverConfig,
+}
+
+/// Which chains the gateway follows, through which nodes.
+#[derive(Debug, Clone, Default)]
+pub struct ChainsConfig {
+    pub bitcoin: Option<BitcoinChainConfig>,
+    pub ethereum: Option<EthereumChainConfig>,
+}
+
+impl ChainsConfig {
+    /// Refuses a configuration the followers cannot run with, naming the
+    /// setting.
+    pub fn validate(&self) -> Result<(), NodeGatewayError> {
+        if let Some(b) = &self.bitcoin {
+            check_follow("bitcoin", b.poll_interval, b.max_depth, b.nodes.len())?;
+        }
+        if let Some(e) = &self.ethereum {
+            check_follow("ethereum", e.poll_interval, e.max_depth, e.nodes.len())?;
+            for n in &e.nodes {
+                if let Some(ws) = &n.ws_url {
+                    // The websocket client is built without TLS.
+                    if !ws.starts_with("ws://") {
+                        return Err(NodeGatewayError::Config(format!(
+                            "ethereum.nodes.ws_url {ws:?} is not a ws:// URL (wss:// is not supported)"
+                        )));
+                    }
+                }
+            }
+            let mut contracts = std::collections::HashSet::new();
+            for t in &e.tokens {
+                if !contracts.insert(t.contract) {
+                    return Err(NodeGatewayError::Config(format!(
+                        "ethereum.tokens names contract {} twice",
+                        t.contract
+                    )));
+                }
+                if t.asset == e.eth_asset {
+                    return Err(NodeGatewayError::Config(format!(
+                        "token {} is configured as the native asset {}",
+                        t.contract, t.asset
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl From<BitcoinNodeConfig> for BitcoinChainConfig {
+    fn from(c: BitcoinNodeConfig) -> Self {
+        BitcoinChainConfig {
+            network: c.network,
+            nodes: vec![BitcoinNode {
+                rpc_url: c.rpc_url,
+                rpc_user: c.rpc_user,
+                rpc_password: c.rpc_password,
+            }],
+            poll_interval: c.poll_interval,
+            max_depth: c.max_depth,
+            failover: FailoverConfig::default(),
+        }
+    }
+}
+
+impl From<EthereumNodeConfig> for EthereumChainConfig {
+    fn from(c: EthereumNodeConfig) -> Self {
+        EthereumChainConfig {
+            network: c.network,
+            nodes: vec![EthereumNode {
+                rpc_url: c.rpc_url,
+                ws_url: None,
+            }],
+            poll_interval: c.poll_interval,
+            max_depth: c.max_depth,
+            eth_asset: c.eth_asset,
+            tokens: Vec::new(),
+            failover: FailoverConfig::default(),
+        }
+    }
+}
+
+impl From<NodeGatewayConfig> for ChainsConfig {
+    fn from(c: NodeGatewayConfig) -> Self {
+        ChainsConfig {
+            bitcoin: c.bitcoin.map(Into::into),
+            ethereum: c.ethereum.map(Into::into),
+        }
+    }
 }
 
 /// What went wrong starting the gateway or asking it to watch something.
@@ -102,8 +256,8 @@ pub struct NodeGateway {
 struct Inner {
     db: Db,
     watch: Arc<watch::WatchList>,
-    bitcoin: Option<(Network, Arc<BitcoinRpc>)>,
-    ethereum: Option<(Network, Arc<EthRpc>)>,
+    bitcoin: Option<(Network, nodes::NodeSet<BitcoinRpc>)>,
+    ethereum: Option<(Network, nodes::NodeSet<EthRpc>)>,
     tips: follower::SharedTips,
     tasks: TaskTracker,
 }
@@ -112,7 +266,13 @@ fn check_follow(
     what: &str,
     poll_interval: Duration,
     max_depth: u64,
+    nodes: usize,
 ) -> Result<(), NodeGatewayError> {
+    if nodes == 0 {
+        return Err(NodeGatewayError::Config(format!(
+            "{what}.nodes must name at least one node"
+        )));
+    }
     if poll_interval.is_zero() {
         return Err(NodeGatewayError::Config(format!(
             "{what}.poll_interval must be more than zero"
@@ -132,17 +292,13 @@ impl NodeGateway {
     /// cancelled (see [`NodeGateway::stopped`]); a node that is down is
     /// retried, not an error here.
     pub async fn start(
-        config: NodeGatewayConfig,
+        config: impl Into<ChainsConfig>,
         db: Db,
         bus: SharedBus,
         shutdown: CancellationToken,
     ) -> Result<NodeGateway, NodeGatewayError> {
-        if let Some(b) = &config.bitcoin {
-            check_follow("bitcoin", b.poll_interval, b.max_depth)?;
-        }
-        if let Some(e) = &config.ethereum {
-            check_follow("ethereum", e.poll_interval, e.max_depth)?;
-        }
+        let config: ChainsConfig = config.into();
+        config.validate()?;
         db.migrate(&MIGRATIONS).await?;
 
         let watch = Arc::new(watch::WatchList::new());
@@ -177,17 +333,21 @@ impl NodeGateway {
             None => None,
             Some(c) => {
                 let network = Network::Bitcoin(c.network);
-                let rpc = Arc::new(BitcoinRpc::new(
-                    &c.rpc_url,
-                    c.rpc_user.as_deref(),
-                    c.rpc_password.as_deref(),
-                )?);
+                let mut rpcs = Vec::with_capacity(c.nodes.len());
+                for n in &c.nodes {
+                    rpcs.push(Arc::new(BitcoinRpc::new(
+                        &n.rpc_url,
+                        n.rpc_user.as_deref(),
+                        n.rpc_password.as_deref(),
+                    )?));
+                }
+                let set = nodes::NodeSet::new(rpcs);
                 let asset =
                     AssetId::new("BTC").map_err(|e| NodeGatewayError::Config(e.to_string()))?;
                 let f = follower::Follower {
                     source: follower::BitcoinSource {
                         network,
-                        rpc: rpc.clone(),
+                        nodes: nodes::NodePool::new(set.clone(), c.failover),
                         watch: watch.clone(),
                         asset,
                         mempool: tracker::MempoolTracker::new(network),
@@ -201,23 +361,34 @@ impl NodeGateway {
                     publisher: publisher.clone(),
                     tips: tips.clone(),
                     poll_interval: c.poll_interval,
+                    wake: None,
                     shutdown: shutdown.clone(),
                 };
                 tasks.spawn(f.run());
-                Some((network, rpc))
+                Some((network, set))
             }
         };
         let ethereum = match &config.ethereum {
             None => None,
             Some(c) => {
                 let network = Network::Ethereum(c.network);
-                let rpc = Arc::new(EthRpc::new(&c.rpc_url)?);
+                let mut rpcs = Vec::with_capacity(c.nodes.len());
+                for n in &c.nodes {
+                    rpcs.push(Arc::new(EthRpc::new(&n.rpc_url)?));
+                }
+                let set = nodes::NodeSet::new(rpcs);
+                let wake = Arc::new(tokio::sync::Notify::new());
+                for url in c.nodes.iter().filter_map(|n| n.ws_url.clone()) {
+                    tasks.spawn(heads::follow_new_heads(url, wake.clone(), shutdown.clone()));
+                }
                 let f = follower::Follower {
                     source: follower::EthSource {
                         network,
-                        rpc: rpc.clone(),
+                        nodes: nodes::NodePool::new(set.clone(), c.failover),
                         watch: watch.clone(),
                         asset: c.eth_asset.clone(),
+                        tokens: c.tokens.clone(),
+                        tokens_checked: false,
                         mempool: tracker::MempoolTracker::new(network),
                         pool_supported: true,
                     },
@@ -230,10 +401,11 @@ impl NodeGateway {
                     publisher: publisher.clone(),
                     tips: tips.clone(),
                     poll_interval: c.poll_interval,
+                    wake: Some(wake),
                     shutdown: shutdown.clone(),
                 };
                 tasks.spawn(f.run());
-                Some((network, rpc))
+                Some((network, set))
             }
         };
         tasks.close();
@@ -323,13 +495,15 @@ impl NodeGateway {
         raw_tx: &[u8],
     ) -> Result<String, BroadcastError> {
         let result = match (network, &self.inner.bitcoin, &self.inner.ethereum) {
-            (Network::Bitcoin(_), Some((n, rpc)), _) if *n == network => {
+            (Network::Bitcoin(_), Some((n, set)), _) if *n == network => {
                 self.watch_spends(network, raw_tx);
-                rpc.send_raw_transaction_hex(&hex::encode(raw_tx))
+                set.active()
+                    .send_raw_transaction_hex(&hex::encode(raw_tx))
                     .await
                     .map(|t| t.to_string())
             }
-            (Network::Ethereum(_), _, Some((n, rpc))) if *n == network => rpc
+            (Network::Ethereum(_), _, Some((n, set))) if *n == network => set
+                .active()
                 .send_raw_transaction(raw_tx)
                 .await
                 .map(|h| format!("0x{}", hex::encode(h))),
@@ -367,14 +541,19 @@ impl NodeGateway {
         }
     }
 
-    /// The Bitcoin node's client (fee estimates, outputs, raw calls).
+    /// The client of the Bitcoin node followed now (fee estimates, outputs,
+    /// raw calls).
     pub fn bitcoin_rpc(&self) -> Option<Arc<BitcoinRpc>> {
-        self.inner.bitcoin.as_ref().map(|(_, r)| r.clone())
+        self.inner.bitcoin.as_ref().map(|(_, s)| s.active().clone())
     }
 
-    /// The Ethereum node's client (nonces, fees, balances, receipts).
+    /// The client of the Ethereum node followed now (nonces, fees, balances,
+    /// receipts).
     pub fn eth_rpc(&self) -> Option<Arc<EthRpc>> {
-        self.inner.ethereum.as_ref().map(|(_, r)| r.clone())
+        self.inner
+            .ethereum
+            .as_ref()
+            .map(|(_, s)| s.active().clone())
     }
 
     /// The last block the gateway processed (and published) on `network`.
@@ -403,5 +582,89 @@ pub fn canonical_txid(network: Network, txid: &str) -> Option<String> {
             .ok()
             .filter(|_| t.len() == 66 && t.starts_with("0x"))
             .map(|h| format!("0x{}", hex::encode(h))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eth(nodes: Vec<EthereumNode>, tokens: Vec<Erc20Token>) -> ChainsConfig {
+        ChainsConfig {
+            bitcoin: None,
+            ethereum: Some(EthereumChainConfig {
+                network: EthereumNetwork::Dev,
+                nodes,
+                poll_interval: Duration::from_secs(1),
+                max_depth: 3,
+                eth_asset: AssetId::new("ETH").unwrap(),
+                tokens,
+                failover: FailoverConfig::default(),
+            }),
+        }
+    }
+
+    fn node(ws: Option<&str>) -> EthereumNode {
+        EthereumNode {
+            rpc_url: "http://127.0.0.1:8545".into(),
+            ws_url: ws.map(str::to_owned),
+        }
+    }
+
+    fn token(byte: u8, asset: &str) -> Erc20Token {
+        Erc20Token {
+            contract: alloy_primitives::Address::repeat_byte(byte),
+            asset: AssetId::new(asset).unwrap(),
+            decimals: 6,
+        }
+    }
+
+    #[test]
+    fn configurations_are_checked_with_the_setting_named() {
+        let cases: Vec<(ChainsConfig, Option<&str>)> = vec![
+            (eth(vec![node(None)], vec![token(1, "USDC")]), None),
+            (
+                eth(vec![node(Some("ws://127.0.0.1:8546")), node(None)], vec![]),
+                None,
+            ),
+            (eth(vec![], vec![]), Some("ethereum.nodes")),
+            (
+                eth(vec![node(Some("http://127.0.0.1:8546"))], vec![]),
+                Some("ws_url"),
+            ),
+            (
+                eth(vec![node(Some("wss://node.example"))], vec![]),
+                Some("wss:// is not supported"),
+            ),
+            (
+                eth(vec![node(None)], vec![token(1, "USDC"), token(1, "USDT")]),
+                Some("twice"),
+            ),
+            (
+                eth(vec![node(None)], vec![token(1, "ETH")]),
+                Some("native asset"),
+            ),
+        ];
+        for (config, want) in cases {
+            match (config.validate(), want) {
+                (Ok(()), None) => {}
+                (Err(e), Some(w)) if e.to_string().contains(w) => {}
+                (got, want) => panic!("{config:?}: got {got:?}, want {want:?}"),
+            }
+        }
+        let one_node = ChainsConfig::from(NodeGatewayConfig {
+            bitcoin: Some(BitcoinNodeConfig {
+                network: BitcoinNetwork::Regtest,
+                rpc_url: "http://127.0.0.1:18443".into(),
+                rpc_user: None,
+                rpc_password: None,
+                poll_interval: Duration::ZERO,
+                max_depth: 6,
+            }),
+            ethereum: None,
+        });
+        assert!(one_node
+            .validate()
+            .is_err_and(|e| e.to_string().contains("poll_interval")));
     }
 }

@@ -5,10 +5,11 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::RwLock;
 
+use alloy_primitives::U256;
 use bitcoin::{Block, OutPoint, Script, ScriptBuf, Transaction, Txid};
 use proto::{Amount, AssetId, Network};
 
-use crate::eth_rpc::{EthBlock, EthTransaction};
+use crate::eth_rpc::{EthBlock, EthLog, EthTransaction, ERC20_TRANSFER_TOPIC};
 use crate::tracker::Matched;
 
 /// Hash maps keyed by data the watch list owns, probed with data from blocks:
@@ -240,6 +241,75 @@ impl WatchList {
     }
 }
 
+/// The recipient and value of an ERC-20 `Transfer` log; `None` for any
+/// other log.
+fn erc20_transfer_to(log: &EthLog) -> Option<([u8; 20], U256)> {
+    // Transfer(address indexed from, address indexed to, uint256 value):
+    // three topics, the value in 32 bytes of data. ERC-721's Transfer has
+    // the same signature with the token id as a fourth topic: not this.
+    if log.removed || log.topics.len() != 3 || log.topics[0] != ERC20_TRANSFER_TOPIC {
+        return None;
+    }
+    if log.data.len() != 32 {
+        return None;
+    }
+    let to = &log.topics[2].0;
+    if to[..12].iter().any(|b| *b != 0) {
+        return None;
+    }
+    let mut addr = [0u8; 20];
+    addr.copy_from_slice(&to[12..]);
+    Some((addr, U256::from_be_slice(&log.data)))
+}
+
+impl WatchList {
+    /// ERC-20 `Transfer`s to watched addresses among `logs`, each reported
+    /// as an output whose index is the log's index in its block; `asset_of`
+    /// names the asset of a configured token contract (other contracts'
+    /// logs are ignored). Zero-value transfers are not deposits.
+    pub fn match_erc20_logs(
+        &self,
+        network: Network,
+        logs: &[EthLog],
+        asset_of: impl Fn(&alloy_primitives::Address) -> Option<AssetId>,
+    ) -> Vec<Matched> {
+        self.matching(network, |net, out| {
+            for log in logs {
+                let Some((to, value)) = erc20_transfer_to(log) else {
+                    continue;
+                };
+                let Some(address) = net.eth_addresses.get(&to) else {
+                    continue;
+                };
+                let (Some(asset), Some(tx), Some(index)) =
+                    (asset_of(&log.address), log.transaction_hash, log.log_index)
+                else {
+                    continue;
+                };
+                let txid = format!("0x{}", hex::encode(tx));
+                let Ok(output) = u32::try_from(index.to::<u64>()) else {
+                    tracing::warn!(%txid, "log index beyond 32 bits; not reported");
+                    continue;
+                };
+                let Ok(units) = u128::try_from(value) else {
+                    tracing::warn!(%txid, output, "token transfer does not fit 128 bits; not reported");
+                    continue;
+                };
+                if units == 0 {
+                    continue;
+                }
+                out.push(Matched::Output {
+                    txid,
+                    output,
+                    address: address.clone(),
+                    asset,
+                    amount: Amount::from_base_units(units),
+                });
+            }
+        })
+    }
+}
+
 fn match_eth_tx_in(
     net: &NetworkWatch,
     tx: &EthTransaction,
@@ -419,5 +489,69 @@ mod tests {
             assert!(matches!(&m[0], Matched::Output { address: a, .. } if *a == address));
         }
         assert_eq!(list.len(NET), 2);
+    }
+}
+
+#[cfg(test)]
+mod erc20_tests {
+    use super::*;
+    use alloy_primitives::{Address, Bytes, B256, U64};
+    use proto::EthereumNetwork;
+
+    const NET: Network = Network::Ethereum(EthereumNetwork::Dev);
+
+    fn transfer(token: Address, to: Address, value: u128, index: u64) -> EthLog {
+        let mut data = [0u8; 32];
+        data[16..].copy_from_slice(&value.to_be_bytes());
+        EthLog {
+            address: token,
+            topics: vec![
+                ERC20_TRANSFER_TOPIC,
+                Address::repeat_byte(0x01).into_word(),
+                to.into_word(),
+            ],
+            data: Bytes::copy_from_slice(&data),
+            log_index: Some(U64::from(index)),
+            transaction_hash: Some(B256::repeat_byte(0xee)),
+            block_hash: Some(B256::repeat_byte(0xbb)),
+            removed: false,
+        }
+    }
+
+    #[test]
+    fn erc20_transfers_to_watched_addresses_of_configured_tokens_match() {
+        let watch = WatchList::new();
+        let me = Address::repeat_byte(0x42);
+        let other = Address::repeat_byte(0x43);
+        let token = Address::repeat_byte(0x70);
+        let unknown_token = Address::repeat_byte(0x71);
+        let canonical = watch.add_address(
+            NET,
+            &proto::Address::parse(NET, &format!("{me:#x}")).unwrap(),
+        );
+        let usdc = AssetId::new("USDC").unwrap();
+        let mut nft = transfer(token, me, 5, 4);
+        nft.topics.push(B256::ZERO);
+        let mut removed = transfer(token, me, 5, 5);
+        removed.removed = true;
+        let logs = vec![
+            transfer(token, me, 1_000_000, 2),
+            transfer(token, other, 7, 3),
+            nft,
+            removed,
+            transfer(unknown_token, me, 9, 6),
+            transfer(token, me, 0, 7),
+            transfer(token, me, 250, 8),
+        ];
+        let m = watch.match_erc20_logs(NET, &logs, |c| (*c == token).then(|| usdc.clone()));
+        let txid = format!("0x{}", "ee".repeat(32));
+        let want = |output, units| Matched::Output {
+            txid: txid.clone(),
+            output,
+            address: canonical.clone(),
+            asset: usdc.clone(),
+            amount: Amount::from_base_units(units),
+        };
+        assert_eq!(m, vec![want(2, 1_000_000), want(8, 250)]);
     }
 }

@@ -12,7 +12,16 @@ use proto::Amount;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deposit_seen_confirmed_reorganised_and_confirmed_again() -> anyhow::Result<()> {
-    let env = env().await?;
+    deposit_seen_confirmed_reorganised_and_confirmed_again_on(Bus::Local).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deposit_seen_confirmed_reorganised_and_confirmed_again_on_kafka() -> anyhow::Result<()> {
+    deposit_seen_confirmed_reorganised_and_confirmed_again_on(Bus::Kafka).await
+}
+
+async fn deposit_seen_confirmed_reorganised_and_confirmed_again_on(bus: Bus) -> anyhow::Result<()> {
+    let env = env_on(bus).await?;
     let mut events = Events::open(&env.bus, "test").await?;
     let (gw, stop) = start_gateway(&env, 3).await?;
 

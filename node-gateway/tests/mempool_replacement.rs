@@ -52,7 +52,16 @@ fn spend(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replaced_deposit_is_dropped_naming_its_replacement() -> anyhow::Result<()> {
-    let env = env().await?;
+    a_replaced_deposit_is_dropped_naming_its_replacement_on(Bus::Local).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_deposit_is_dropped_naming_its_replacement_on_kafka() -> anyhow::Result<()> {
+    a_replaced_deposit_is_dropped_naming_its_replacement_on(Bus::Kafka).await
+}
+
+async fn a_replaced_deposit_is_dropped_naming_its_replacement_on(bus: Bus) -> anyhow::Result<()> {
+    let env = env_on(bus).await?;
     let mut events = Events::open(&env.bus, "test").await?;
     let (gw, stop) = start_gateway(&env, 3).await?;
     let rpc = gw.bitcoin_rpc().expect("bitcoin configured");

@@ -13,7 +13,19 @@ use proto::event::{ChainEvent, TxStatus};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missed_blocks_and_a_missed_reorg_are_caught_up_after_restart() -> anyhow::Result<()> {
-    let env = env().await?;
+    missed_blocks_and_a_missed_reorg_are_caught_up_after_restart_on(Bus::Local).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missed_blocks_and_a_missed_reorg_are_caught_up_after_restart_on_kafka(
+) -> anyhow::Result<()> {
+    missed_blocks_and_a_missed_reorg_are_caught_up_after_restart_on(Bus::Kafka).await
+}
+
+async fn missed_blocks_and_a_missed_reorg_are_caught_up_after_restart_on(
+    bus: Bus,
+) -> anyhow::Result<()> {
+    let env = env_on(bus).await?;
     let mut events = Events::open(&env.bus, "test").await?;
     let (gw, stop) = start_gateway(&env, 3).await?;
     let addr = env.sim.new_address().await?;
@@ -167,5 +179,86 @@ async fn a_node_behind_our_cursor_is_waited_for_not_taken_as_a_reorg() -> anyhow
     stop.cancel();
     gw.stopped().await;
     other_stop.cancel();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_blocks_of_downtime_are_caught_up() -> anyhow::Result<()> {
+    a_hundred_blocks_of_downtime_are_caught_up_on(Bus::Local).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_blocks_of_downtime_are_caught_up_on_kafka() -> anyhow::Result<()> {
+    a_hundred_blocks_of_downtime_are_caught_up_on(Bus::Kafka).await
+}
+
+/// Down for 100 blocks: a deposit in the first missed block and one in the
+/// last are each confirmed at every depth, and every missed block is
+/// connected once, in order.
+async fn a_hundred_blocks_of_downtime_are_caught_up_on(bus: Bus) -> anyhow::Result<()> {
+    let env = env_on(bus).await?;
+    let mut events = Events::open(&env.bus, "test").await?;
+    let (gw, stop) = start_gateway(&env, 3).await?;
+    let addr = env.sim.new_address().await?;
+    gw.watch_address(NET, &addr.to_string()).await?;
+    let (h0, _) = env.sim.tip().await;
+    let h0 = u64::from(h0);
+    stop.cancel();
+    gw.stopped().await;
+
+    let first = env
+        .sim
+        .send_to_address(&addr, Sats::from_sat(1_000_000))
+        .await?
+        .to_string();
+    let mut missed = env.sim.mine(1, None).await?;
+    missed.extend(env.sim.mine(98, None).await?);
+    let last = env
+        .sim
+        .send_to_address(&addr, Sats::from_sat(2_000_000))
+        .await?
+        .to_string();
+    missed.extend(env.sim.mine(1, None).await?);
+    assert_eq!(missed.len(), 100);
+
+    let (gw, stop) = start_gateway(&env, 3).await?;
+    let tip = missed[99].to_string();
+    events
+        .wait("the last missed block", |e| is_connected(e, &tip))
+        .await?;
+    events
+        .wait("the last deposit at depth 1", |e| {
+            confirmed_at(output_status(e, &last), &tip, 1)
+        })
+        .await?;
+    events.drain(Duration::from_millis(500)).await?;
+
+    let connected: Vec<String> = events
+        .all
+        .iter()
+        .filter_map(|e| match e {
+            ChainEvent::BlockConnected { hash, .. } => Some(hash.clone()),
+            _ => None,
+        })
+        .collect();
+    let want: Vec<String> = missed.iter().map(|h| h.to_string()).collect();
+    assert_eq!(
+        connected[connected.len() - 100..],
+        want[..],
+        "every missed block connected once, in order"
+    );
+    let c = |h: &str, height: u64, depth: u64| TxStatus::Confirmed {
+        block_height: height,
+        block_hash: h.to_owned(),
+        depth,
+    };
+    let b1 = want[0].as_str();
+    assert_eq!(
+        events.output_statuses(&first),
+        vec![c(b1, h0 + 1, 1), c(b1, h0 + 1, 2), c(b1, h0 + 1, 3)]
+    );
+    assert_eq!(events.output_statuses(&last), vec![c(&tip, h0 + 100, 1)]);
+    stop.cancel();
+    gw.stopped().await;
     Ok(())
 }
