@@ -278,7 +278,7 @@ mod contract {
                 );
             }
             let mut next = sub.next();
-            if attempt % 8 == 0 {
+            if attempt.is_multiple_of(8) {
                 // Every eighth wait runs to the end, so reading progresses.
                 got.insert(f.next_of(&mut next).await.message.id);
                 continue;

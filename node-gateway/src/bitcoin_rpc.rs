@@ -344,7 +344,7 @@ pub fn btc_to_sats(s: &str) -> Option<u64> {
         Some(n)
     } else {
         for _ in 0..(-scale) {
-            if n % 10 != 0 {
+            if !n.is_multiple_of(10) {
                 return None;
             }
             n /= 10;

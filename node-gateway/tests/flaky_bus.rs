@@ -24,7 +24,7 @@ struct FlakyBus {
 #[async_trait]
 impl EventBus for FlakyBus {
     async fn publish(&self, topic: &str, message: Message) -> Result<(), BusError> {
-        if self.calls.fetch_add(1, Ordering::SeqCst) % 2 == 0 {
+        if self.calls.fetch_add(1, Ordering::SeqCst).is_multiple_of(2) {
             self.refused.fetch_add(1, Ordering::SeqCst);
             return Err(BusError::Closed);
         }

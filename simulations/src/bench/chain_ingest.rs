@@ -49,7 +49,7 @@ fn watched_script(i: usize) -> ScriptBuf {
     let mut h = [0u8; 32];
     h[..8].copy_from_slice(&(i as u64).to_le_bytes());
     h[8..12].copy_from_slice(b"watc");
-    if i % 4 == 0 {
+    if i.is_multiple_of(4) {
         // Any 32 bytes are a valid P2TR output key for the script form.
         let mut script = vec![0x51, 0x20];
         script.extend_from_slice(&h);
