@@ -25,4 +25,4 @@ pub use config::{AssetPolicy, LiquidityConfig};
 pub use error::LiquidityError;
 pub use risk::TradingState;
 pub use service::Liquidity;
-pub use venue::{Book, Level, VenueFeed, VenueHealth};
+pub use venue::{Book, Level, VenueFeed, VenueHealth, VenueStatus};
