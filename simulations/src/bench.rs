@@ -13,6 +13,7 @@ use serde_json::Value;
 
 pub mod persisted_transition;
 pub mod pg;
+pub mod rfq_pricing;
 
 /// Errors of a benchmark run (measurement figures are `f64`: rates, not money).
 #[derive(Debug, thiserror::Error)]
@@ -169,6 +170,11 @@ pub const REGISTRY: &[Benchmark] = &[
         name: "persisted-transition-async-commit",
         about: "the same with synchronous_commit=off on both sides: the client's own cost, not the disk's",
         run: |c| Box::pin(persisted_transition::run_async_commit(c)),
+    },
+    Benchmark {
+        name: "rfq-pricing",
+        about: "µs to price one RFQ from 3 venues x 50 levels (aggregate + walk + costs) vs walking one venue's single book, no aggregation",
+        run: |c| Box::pin(rfq_pricing::run(c)),
     },
 ];
 

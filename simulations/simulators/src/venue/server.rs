@@ -312,14 +312,15 @@ impl Session {
             #[serde(default)]
             req_id: Option<u64>,
         }
-        let req: Request =
-            match serde_json::from_str(text) {
-                Ok(r) => r,
-                Err(e) => return vec![
+        let req: Request = match serde_json::from_str(text) {
+            Ok(r) => r,
+            Err(e) => {
+                return vec![
                     serde_json::json!({"error": format!("invalid request: {e}"), "success": false})
                         .to_string(),
-                ],
-            };
+                ]
+            }
+        };
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         let refuse = |symbol: &str, error: &str| {
             serde_json::json!({"method": req.method, "success": false, "error": error,
