@@ -7,6 +7,7 @@
 pub mod coinbase;
 pub mod crc32;
 pub mod kraken;
+pub mod kraken_rest;
 pub mod local_book;
 pub mod ws;
 
