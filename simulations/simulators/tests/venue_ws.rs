@@ -211,6 +211,11 @@ async fn a_silent_feed_drops_out_of_pricing_after_stale_after() {
     eventually("an idle reconnect", || r.adapter.status().reconnects >= 1).await;
     let st = r.adapter.status();
     assert!(st.last_error.is_some(), "{st:?}");
+    // The desk sees the same through the service.
+    let desk = liq.venue_status();
+    assert_eq!(desk.len(), 1);
+    assert_eq!(desk[0].venue, "kraken-sim");
+    assert!(desk[0].reconnects >= 1, "{desk:?}");
     assert!(st.age_ms(r.clock.now()).unwrap() > stale_after.num_milliseconds());
 
     // The venue comes back: a fresh snapshot prices again.
