@@ -24,5 +24,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{AssetPolicy, LiquidityConfig};
 pub use error::LiquidityError;
 pub use risk::TradingState;
+/// The exact decimal of prices and sizes in books, for callers that build them.
+pub use rust_decimal::Decimal;
 pub use service::Liquidity;
-pub use venue::{Book, Level, VenueFeed, VenueHealth};
+pub use venue::{Book, Level, VenueFeed, VenueHealth, VenueStatus};

@@ -185,6 +185,12 @@ impl Liquidity {
         &self.inner.cfg
     }
 
+    /// Each venue's connection as the desk sees it: connected, age of the
+    /// last update, last sequence, reconnects, resyncs, latency.
+    pub fn venue_status(&self) -> Vec<crate::venue::VenueStatus> {
+        self.inner.venues.iter().map(|v| v.status()).collect()
+    }
+
     /// The aggregated book of a market at `now`.
     pub fn book(&self, market: &Pair, now: Timestamp) -> Result<AggregatedBook, LiquidityError> {
         let subs =

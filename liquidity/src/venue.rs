@@ -1,6 +1,15 @@
 //! The venue adapter boundary: what a venue (an exchange, a market maker, a
 //! simulated venue) gives the engine — order book snapshots per market and
-//! its health. Wire formats (Kraken, Coinbase websockets) live behind it.
+//! its health. Wire formats live behind it: [`kraken`] (WebSocket v2 `book`)
+//! and [`coinbase`] (Advanced Trade `level2`), both driven by the one
+//! connection loop in [`ws`] (reconnect with backoff, idle timeout, health).
+
+pub mod coinbase;
+pub mod crc32;
+pub mod kraken;
+pub mod kraken_rest;
+pub mod local_book;
+pub mod ws;
 
 use std::fmt;
 use std::sync::Arc;
@@ -63,6 +72,37 @@ pub enum VenueHealth {
     Down { reason: String },
 }
 
+/// What the desk sees of one venue's connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VenueStatus {
+    pub venue: String,
+    /// Whether a connection is open and subscribed right now.
+    pub connected: bool,
+    /// When the last book message arrived (the engine's clock).
+    pub last_update_at: Option<Timestamp>,
+    /// The venue's sequence number of the last message (Coinbase
+    /// `sequence_num`), or the count of book messages applied where the
+    /// venue has none (Kraken).
+    pub last_sequence: Option<u64>,
+    /// Connections lost and opened again since start.
+    pub reconnects: u64,
+    /// Books dropped and subscribed again (checksum mismatch, sequence gap).
+    pub resyncs: u64,
+    /// Time of receipt minus the venue's own timestamp, for the last message
+    /// that carried one.
+    pub latency_ms: Option<i64>,
+    /// The last thing that went wrong, for the desk.
+    pub last_error: Option<String>,
+}
+
+impl VenueStatus {
+    /// How long ago the last book message arrived, in milliseconds.
+    pub fn age_ms(&self, now: Timestamp) -> Option<i64> {
+        self.last_update_at
+            .map(|t| now.signed_duration_since(t).num_milliseconds())
+    }
+}
+
 /// The latest book of one market at one venue; `None` until the first
 /// snapshot arrives.
 pub type BookReceiver = watch::Receiver<Option<Arc<Book>>>;
@@ -81,4 +121,14 @@ pub trait VenueFeed: Send + Sync + fmt::Debug {
     fn subscribe(&self, market: &Pair) -> Option<BookReceiver>;
 
     fn health(&self) -> VenueHealth;
+
+    /// The connection's details for the desk. Venues without a connection
+    /// of their own report only whether they are up.
+    fn status(&self) -> VenueStatus {
+        VenueStatus {
+            venue: self.name().to_owned(),
+            connected: self.health() == VenueHealth::Up,
+            ..VenueStatus::default()
+        }
+    }
 }

@@ -15,6 +15,7 @@ pub mod address_derivation;
 pub mod chain_ingest;
 pub mod persisted_transition;
 pub mod pg;
+pub mod rfq_pricing;
 
 /// Errors of a benchmark run (measurement figures are `f64`: rates, not money).
 #[derive(Debug, thiserror::Error)]
@@ -186,6 +187,11 @@ pub const REGISTRY: &[Benchmark] = &[
         name: "address-derivation-persisted",
         about: "the same with each address allocated and persisted on PostgreSQL (one transaction each) vs the same raw CKDpub",
         run: |c| Box::pin(address_derivation::run_persisted(c)),
+    },
+    Benchmark {
+        name: "rfq-pricing",
+        about: "µs to price one RFQ from 3 venues x 50 levels (aggregate + walk + costs) vs walking one venue's single book, no aggregation",
+        run: |c| Box::pin(rfq_pricing::run(c)),
     },
 ];
 

@@ -1,9 +1,12 @@
 //! A simulated venue: price paths per market from a seeded generator, and
 //! book snapshots published to subscribers every tick. It can go down and
 //! come back (subscribers then see its books age), and take a set price or a
-//! jump, for scenarios. It is a [`liquidity::VenueFeed`] in-process.
+//! jump, for scenarios. It is a [`liquidity::VenueFeed`] in-process, and
+//! [`server::VenueServer`] serves it over a websocket in Kraken's v2 wire
+//! format with a REST order endpoint.
 
 pub mod path;
+pub mod server;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
