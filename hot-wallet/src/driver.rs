@@ -389,7 +389,9 @@ impl HotWallet {
                 self.apply_logged(swap_id, &input, envelope.id, "payment_observed")
                     .await
             }
-            ChainEvent::BlockConnected { .. } | ChainEvent::BlockDisconnected { .. } => Ok(()),
+            ChainEvent::BlockConnected { .. }
+            | ChainEvent::BlockDisconnected { .. }
+            | ChainEvent::Finalized { .. } => Ok(()),
         }
     }
 

@@ -74,6 +74,10 @@ pub(crate) trait ChainSource: Send + Sync {
     async fn lagging_behind(&self, _tip: &BlockRef) -> Result<bool, RpcError> {
         Ok(false)
     }
+    /// The node's finalized block (height, hash), where it has one.
+    async fn finalized(&self) -> Result<Option<(u64, String)>, RpcError> {
+        Ok(None)
+    }
     /// Looks at the mempool after the blocks are processed.
     async fn poll_mempool(&mut self, _tracker: &ChainTracker) -> Result<Vec<ChainEvent>, RpcError> {
         Ok(Vec::new())
@@ -90,6 +94,9 @@ pub(crate) struct Follower<S> {
     pub(crate) poll_interval: Duration,
     /// Woken when a node announces a new head (websocket), to poll at once.
     pub(crate) wake: Option<Arc<Notify>>,
+    /// The last finalized height reported (from memory: after a restart the
+    /// same finalized block is reported again, with the same event id).
+    pub(crate) finalized: Option<u64>,
     pub(crate) shutdown: CancellationToken,
 }
 
@@ -314,8 +321,38 @@ impl<S: ChainSource> Follower<S> {
             }
         }
 
+        self.report_finalized().await?;
         let events = self.source.poll_mempool(&self.tracker).await?;
         self.publisher.publish_all(&events).await?;
+        Ok(())
+    }
+
+    /// Reports the node's finalized block when it has advanced and lies on
+    /// the chain followed (a block we connected, or below what we remember).
+    async fn report_finalized(&mut self) -> Result<(), FollowError> {
+        let Some((height, hash)) = self.source.finalized().await? else {
+            return Ok(());
+        };
+        let Some(tip) = self.tracker.tip() else {
+            return Ok(());
+        };
+        if height > tip.height || self.finalized.is_some_and(|f| f >= height) {
+            return Ok(());
+        }
+        let ours = self.tracker.blocks().find(|b| b.block.height == height);
+        if ours.is_some_and(|b| b.block.hash != hash) {
+            tracing::warn!(height, %hash, "the node's finalized block is not on the chain followed; not reported");
+            return Ok(());
+        }
+        let event = ChainEvent::Finalized {
+            network: self.tracker.network(),
+            height,
+            hash,
+        };
+        self.publisher
+            .publish_all(std::slice::from_ref(&event))
+            .await?;
+        self.finalized = Some(height);
         Ok(())
     }
 }
@@ -622,6 +659,16 @@ impl ChainSource for EthSource {
         match self.rpc().get_block_by_hash(&h).await? {
             Some(b) => self.matched(b, false).await.map(Some),
             None => Ok(None),
+        }
+    }
+
+    async fn finalized(&self) -> Result<Option<(u64, String)>, RpcError> {
+        match self.rpc().get_block_by_number(BlockTag::Finalized).await {
+            Ok(Some(b)) => Ok(Some((b.height(), format!("0x{}", hex::encode(b.hash))))),
+            Ok(None) => Ok(None),
+            // Nodes without the tag (pre-merge chains) answer with an error.
+            Err(RpcError::Node { .. }) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 

@@ -345,6 +345,7 @@ impl NodeGateway {
                 let asset =
                     AssetId::new("BTC").map_err(|e| NodeGatewayError::Config(e.to_string()))?;
                 let f = follower::Follower {
+                    finalized: None,
                     source: follower::BitcoinSource {
                         network,
                         nodes: nodes::NodePool::new(set.clone(), c.failover),
@@ -382,6 +383,7 @@ impl NodeGateway {
                     tasks.spawn(heads::follow_new_heads(url, wake.clone(), shutdown.clone()));
                 }
                 let f = follower::Follower {
+                    finalized: None,
                     source: follower::EthSource {
                         network,
                         nodes: nodes::NodePool::new(set.clone(), c.failover),

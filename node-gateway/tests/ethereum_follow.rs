@@ -149,3 +149,65 @@ async fn native_deposit_confirmed_then_reorganised_away() -> anyhow::Result<()> 
     sim_stop.cancel();
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nodes_finalized_block_is_reported_as_it_advances() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut cfg = EthereumSimConfig::new(dir.path().join("eth"));
+    cfg.rpc_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    let sim_stop = CancellationToken::new();
+    let sim = EthereumSim::start(cfg, sim_stop.clone()).await?;
+    // The simulated node finalizes 64 blocks below its head, as anvil does.
+    sim.mine(70).await?;
+    let db = Db::connect(&format!(
+        "sqlite:{}",
+        dir.path().join("engine.db").display()
+    ))
+    .await?;
+    let bus: SharedBus =
+        std::sync::Arc::new(LocalBus::open(db.clone(), LocalConfig::default()).await?);
+    let mut events = Events::open(&bus, "test").await?;
+    let stop = CancellationToken::new();
+    let config = NodeGatewayConfig {
+        bitcoin: None,
+        ethereum: Some(EthereumNodeConfig {
+            network: EthereumNetwork::Dev,
+            rpc_url: sim.rpc_url(),
+            poll_interval: Duration::from_millis(30),
+            max_depth: 2,
+            eth_asset: AssetId::new("ETH")?,
+        }),
+    };
+    let gw = NodeGateway::start(config, db.clone(), bus.clone(), stop.clone()).await?;
+    let rpc = gw.eth_rpc().expect("ethereum configured");
+    for _ in 0..2 {
+        let finalized = rpc
+            .get_block_by_number(BlockTag::Finalized)
+            .await?
+            .expect("the node has a finalized block");
+        let (height, hash) = (finalized.height(), format!("{:#x}", finalized.hash));
+        assert_eq!(height, sim.block_number().await - 64);
+        events
+            .wait("finalized", |e| {
+                matches!(e, ChainEvent::Finalized { height: h, hash: x, .. } if *h == height && *x == hash)
+            })
+            .await?;
+        sim.mine(5).await?;
+    }
+    // Reported as it advances, in order.
+    events.drain(Duration::from_millis(300)).await?;
+    let finalized: Vec<u64> = events
+        .all
+        .iter()
+        .filter_map(|e| match e {
+            ChainEvent::Finalized { height, .. } => Some(*height),
+            _ => None,
+        })
+        .collect();
+    assert!(finalized.len() >= 2, "{finalized:?}");
+    assert!(finalized.windows(2).all(|w| w[0] < w[1]), "{finalized:?}");
+    stop.cancel();
+    gw.stopped().await;
+    sim_stop.cancel();
+    Ok(())
+}

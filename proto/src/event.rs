@@ -108,6 +108,13 @@ pub enum ChainEvent {
         height: u64,
         hash: String,
     },
+    /// The node's finalized block (Ethereum proof of stake): blocks up to
+    /// here can no longer be reorganised. Reported when it advances.
+    Finalized {
+        network: Network,
+        height: u64,
+        hash: String,
+    },
 }
 
 impl ChainEvent {
@@ -162,6 +169,9 @@ impl ChainEvent {
             ChainEvent::BlockDisconnected { network, hash, .. } => {
                 vec![network.to_string(), "disconnected".into(), hash.clone()]
             }
+            ChainEvent::Finalized { network, hash, .. } => {
+                vec![network.to_string(), "finalized".into(), hash.clone()]
+            }
         };
         let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
         EventId::derive(&refs)
@@ -172,7 +182,8 @@ impl ChainEvent {
             ChainEvent::Output { network, .. }
             | ChainEvent::Transaction { network, .. }
             | ChainEvent::BlockConnected { network, .. }
-            | ChainEvent::BlockDisconnected { network, .. } => *network,
+            | ChainEvent::BlockDisconnected { network, .. }
+            | ChainEvent::Finalized { network, .. } => *network,
         }
     }
 }
@@ -186,6 +197,7 @@ impl EventPayload for ChainEvent {
             ChainEvent::Transaction { .. } => "chain.transaction",
             ChainEvent::BlockConnected { .. } => "chain.block_connected",
             ChainEvent::BlockDisconnected { .. } => "chain.block_disconnected",
+            ChainEvent::Finalized { .. } => "chain.finalized",
         }
     }
 
@@ -194,7 +206,8 @@ impl EventPayload for ChainEvent {
             ChainEvent::Output { address, .. } => address.clone(),
             ChainEvent::Transaction { txid, .. } => txid.clone(),
             ChainEvent::BlockConnected { network, .. }
-            | ChainEvent::BlockDisconnected { network, .. } => network.to_string(),
+            | ChainEvent::BlockDisconnected { network, .. }
+            | ChainEvent::Finalized { network, .. } => network.to_string(),
         }
     }
 }

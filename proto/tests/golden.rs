@@ -381,6 +381,11 @@ fn chain_events() {
             height: 103,
             hash: "bb".repeat(32),
         },
+        ChainEvent::Finalized {
+            network: Network::Ethereum(proto::EthereumNetwork::Dev),
+            height: 40,
+            hash: format!("0x{}", "cc".repeat(32)),
+        },
     ];
     check_each("chain_event", &events);
     let envelope = Envelope::new(events[0].event_id(), t(9), events[0].clone());
