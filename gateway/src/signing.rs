@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
+use alloy_primitives::U256;
 use base64::Engine as _;
 use bitcoin::absolute::LockTime;
 use bitcoin::bip32::{DerivationPath, Fingerprint};
@@ -29,8 +30,6 @@ pub const MAX_INPUTS: usize = 500;
 /// The highest fee rate a client may ask for, in sat/vB: beyond this a typo
 /// would burn the user's money.
 pub const MAX_FEE_RATE: u64 = 2_000;
-/// Outputs below this are not created; their value goes to the fee.
-const DUST_SATS: u64 = 546;
 
 fn invalid(code: ErrorCode, message: impl Into<String>) -> Failure {
     Failure::new(code, message)
@@ -229,15 +228,7 @@ pub fn deposit_psbt(
             )));
         }
     }
-    let deposit_script = Address::parse(network, &deposit.address)
-        .ok()
-        .and_then(|a| a.as_bitcoin().map(BtcAddress::script_pubkey))
-        .ok_or_else(|| {
-            Failure::new(
-                ErrorCode::Internal,
-                "the swap's deposit address does not parse",
-            )
-        })?;
+    let deposit_script = deposit_script(deposit)?;
     let pay = u64::try_from(deposit.amount_base_units.base_units())
         .map_err(|_| Failure::new(ErrorCode::Internal, "deposit amount out of range"))?;
     let change_script = Address::parse(network, &request.change_address)
@@ -279,7 +270,9 @@ pub fn deposit_psbt(
         .ok_or_else(|| short(fee_no_change))?;
     let fee_change = with_change * fee_rate;
     let (change, fee, vsize) = match remainder.checked_sub(fee_change - fee_no_change) {
-        Some(c) if c >= DUST_SATS => (Some(c), fee_change, with_change),
+        Some(c) if c >= hot_wallet::payout::dust_limit_sats(&change_script) => {
+            (Some(c), fee_change, with_change)
+        }
         _ => (None, total - pay, without_change),
     };
 
@@ -378,12 +371,7 @@ pub fn check_relay(
             let tx: Transaction = bitcoin::consensus::deserialize(raw).map_err(|e| {
                 Failure::bad_request(format!("raw_tx is not a Bitcoin transaction: {e}"))
             })?;
-            let script = Address::parse(deposit.network, &deposit.address)
-                .ok()
-                .and_then(|a| a.as_bitcoin().map(BtcAddress::script_pubkey))
-                .ok_or_else(|| {
-                    Failure::new(ErrorCode::Internal, "deposit address does not parse")
-                })?;
+            let script = deposit_script(deposit)?;
             if tx.output.iter().any(|o| o.script_pubkey == script) {
                 Ok(())
             } else {
@@ -413,23 +401,18 @@ fn check_eth_relay(
             "raw_tx has bytes after the transaction",
         ));
     }
-    let deposit_to = Address::parse(deposit.network, &deposit.address)
-        .ok()
-        .and_then(|a| a.as_ethereum())
-        .ok_or_else(|| Failure::new(ErrorCode::Internal, "deposit address does not parse"))?;
+    let deposit_to = deposit_eth_address(deposit)?;
     let to = tx.to().ok_or_else(|| {
         Failure::bad_request("the transaction creates a contract; it does not pay the deposit")
     })?;
     let pays = match token_contract {
         None => to == deposit_to,
-        // transfer(address,uint256) to the deposit address, on the token.
+        // transfer(deposit, amount) on the token, whatever the amount.
         Some(token) => {
             let input = tx.input();
             to == token
                 && input.len() == 68
-                && input[..4] == [0xa9, 0x05, 0x9c, 0xbb]
-                && input[4..16].iter().all(|b| *b == 0)
-                && input[16..36] == deposit_to.0[..]
+                && input[..36] == erc20_transfer_calldata(deposit_to, U256::ZERO)[..36]
         }
     };
     if pays {
@@ -465,29 +448,61 @@ pub fn eth_deposit_call(
     ),
     Failure,
 > {
-    use alloy_primitives::{Bytes, U256};
+    use alloy_primitives::Bytes;
     if !matches!(deposit.network, Network::Ethereum(_)) {
         return Err(Failure::bad_request(format!(
             "this swap's deposit is on {}: an Ethereum transaction is for ETH and token deposits; use the PSBT",
             deposit.network
         )));
     }
-    let deposit_to = Address::parse(deposit.network, &deposit.address)
-        .ok()
-        .and_then(|a| a.as_ethereum())
-        .ok_or_else(|| Failure::new(ErrorCode::Internal, "deposit address does not parse"))?;
+    let deposit_to = deposit_eth_address(deposit)?;
     let amount = U256::from(deposit.amount_base_units.base_units());
     Ok(match token_contract {
         None => (deposit_to, amount, Bytes::new()),
-        Some(token) => {
-            let mut data = Vec::with_capacity(68);
-            data.extend_from_slice(&[0xa9, 0x05, 0x9c, 0xbb]);
-            data.extend_from_slice(&[0u8; 12]);
-            data.extend_from_slice(deposit_to.as_slice());
-            data.extend_from_slice(&amount.to_be_bytes::<32>());
-            (token, U256::ZERO, Bytes::from(data))
-        }
+        Some(token) => (
+            token,
+            U256::ZERO,
+            Bytes::from(erc20_transfer_calldata(deposit_to, amount)),
+        ),
     })
+}
+
+/// ERC-20 `transfer(address,uint256)` call data (selector `0xa9059cbb`).
+fn erc20_transfer_calldata(to: alloy_primitives::Address, amount: U256) -> Vec<u8> {
+    let mut data = Vec::with_capacity(68);
+    data.extend_from_slice(&[0xa9, 0x05, 0x9c, 0xbb]);
+    data.extend_from_slice(&[0u8; 12]);
+    data.extend_from_slice(to.as_slice());
+    data.extend_from_slice(&amount.to_be_bytes::<32>());
+    data
+}
+
+/// The swap's deposit address as a Bitcoin script.
+fn deposit_script(deposit: &DepositInstructions) -> Result<ScriptBuf, Failure> {
+    Address::parse(deposit.network, &deposit.address)
+        .ok()
+        .and_then(|a| a.as_bitcoin().map(BtcAddress::script_pubkey))
+        .ok_or_else(|| {
+            Failure::new(
+                ErrorCode::Internal,
+                "the swap's deposit address does not parse",
+            )
+        })
+}
+
+/// The swap's deposit address as an Ethereum address.
+fn deposit_eth_address(
+    deposit: &DepositInstructions,
+) -> Result<alloy_primitives::Address, Failure> {
+    Address::parse(deposit.network, &deposit.address)
+        .ok()
+        .and_then(|a| a.as_ethereum())
+        .ok_or_else(|| {
+            Failure::new(
+                ErrorCode::Internal,
+                "the swap's deposit address does not parse",
+            )
+        })
 }
 
 /// The unsigned EIP-1559 transaction paying `deposit` from `from`.
