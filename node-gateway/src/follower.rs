@@ -97,6 +97,9 @@ pub(crate) struct Follower<S> {
     /// The last finalized height reported (from memory: after a restart the
     /// same finalized block is reported again, with the same event id).
     pub(crate) finalized: Option<u64>,
+    /// Our tip when the node was last asked for its finalized block:
+    /// finality only moves with new blocks, so it is asked once per tip.
+    pub(crate) finalized_asked_at: Option<String>,
     pub(crate) shutdown: CancellationToken,
 }
 
@@ -330,9 +333,17 @@ impl<S: ChainSource> Follower<S> {
     /// Reports the node's finalized block when it has advanced and lies on
     /// the chain followed (a block we connected, or below what we remember).
     async fn report_finalized(&mut self) -> Result<(), FollowError> {
-        let Some((height, hash)) = self.source.finalized().await? else {
+        let Some(tip_hash) = self.tracker.tip().map(|t| t.hash.clone()) else {
             return Ok(());
         };
+        if self.finalized_asked_at.as_ref() == Some(&tip_hash) {
+            return Ok(());
+        }
+        let Some((height, hash)) = self.source.finalized().await? else {
+            self.finalized_asked_at = Some(tip_hash);
+            return Ok(());
+        };
+        self.finalized_asked_at = Some(tip_hash);
         let Some(tip) = self.tracker.tip() else {
             return Ok(());
         };

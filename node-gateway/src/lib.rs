@@ -346,6 +346,7 @@ impl NodeGateway {
                     AssetId::new("BTC").map_err(|e| NodeGatewayError::Config(e.to_string()))?;
                 let f = follower::Follower {
                     finalized: None,
+                    finalized_asked_at: None,
                     source: follower::BitcoinSource {
                         network,
                         nodes: nodes::NodePool::new(set.clone(), c.failover),
@@ -384,6 +385,7 @@ impl NodeGateway {
                 }
                 let f = follower::Follower {
                     finalized: None,
+                    finalized_asked_at: None,
                     source: follower::EthSource {
                         network,
                         nodes: nodes::NodePool::new(set.clone(), c.failover),
