@@ -2,27 +2,15 @@
 //! in-process embedded engine, with the user's wallet on the simulated
 //! bitcoind, ending with the quoted ETH at the user's address.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use proto::api::SwapStatus;
 use swapd::demo::{self, DemoOptions};
-use swapd::embedded::{self, EmbeddedConfig};
 
 #[tokio::test]
 async fn demo_completes_a_btc_to_eth_swap() {
     let dir = tempfile::tempdir().unwrap();
-    let any: SocketAddr = ([127, 0, 0, 1], 0).into();
-    let engine = embedded::start(EmbeddedConfig {
-        data_dir: dir.path().to_path_buf(),
-        gateway_listen: any,
-        bitcoin_rpc_listen: any,
-        ethereum_rpc_listen: any,
-        bitcoin_block_interval: None,
-        ..EmbeddedConfig::default()
-    })
-    .await
-    .unwrap();
+    let engine = tests::start_engine(dir.path()).await;
     let outcome = demo::run(&DemoOptions {
         engine_url: format!("http://{}", engine.gateway_addr),
         bitcoin_rpc_url: engine.bitcoin_rpc_url.clone(),

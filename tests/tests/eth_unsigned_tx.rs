@@ -4,7 +4,6 @@
 //! assembled from the JSON fields as a wallet would, checked to pay the
 //! deposit, relayed, and mined with the exact amount arriving.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use alloy_consensus::{SignableTransaction, TxEip1559};
@@ -16,7 +15,6 @@ use gateway::DepositChains;
 use proto::api::DepositInstructions;
 use proto::{Amount, AssetId, EthereumNetwork, Network};
 use swapd::adapters::RelayChains;
-use swapd::embedded::{self, EmbeddedConfig};
 
 fn quantity(s: &str) -> u128 {
     u128::from_str_radix(s.trim_start_matches("0x"), 16).unwrap()
@@ -25,17 +23,7 @@ fn quantity(s: &str) -> u128 {
 #[tokio::test]
 async fn a_hardware_wallet_signs_the_unsigned_eth_deposit_and_the_relay_broadcasts_it() {
     let dir = tempfile::tempdir().unwrap();
-    let any: SocketAddr = ([127, 0, 0, 1], 0).into();
-    let engine = embedded::start(EmbeddedConfig {
-        data_dir: dir.path().to_path_buf(),
-        gateway_listen: any,
-        bitcoin_rpc_listen: any,
-        ethereum_rpc_listen: any,
-        bitcoin_block_interval: None,
-        ..EmbeddedConfig::default()
-    })
-    .await
-    .unwrap();
+    let engine = tests::start_engine(dir.path()).await;
     let network = Network::Ethereum(EthereumNetwork::Dev);
     let user = PrivateKeySigner::random();
     engine

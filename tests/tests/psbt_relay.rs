@@ -5,7 +5,6 @@
 //! endpoint, and the swap completes. Bad PSBT requests and relays of
 //! transactions that do not pay the deposit are refused with a reason.
 
-use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -15,21 +14,7 @@ use bitcoin::psbt::Psbt;
 use bitcoin::secp256k1::Secp256k1;
 use bitcoin::{CompressedPublicKey, Network as BtcNetwork, Witness};
 use serde_json::{json, Value};
-use swapd::embedded::{self, EmbeddedConfig};
-
-async fn btc_rpc(url: &str, method: &str, params: Value) -> Value {
-    let resp: Value = reqwest::Client::new()
-        .post(url)
-        .json(&json!({"jsonrpc": "1.0", "id": "t", "method": method, "params": params}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(resp["error"].is_null(), "{method}: {resp}");
-    resp["result"].clone()
-}
+use tests::btc_rpc;
 
 async fn post(url: String, body: Value) -> (u16, Value) {
     let resp = reqwest::Client::new()
@@ -44,17 +29,7 @@ async fn post(url: String, body: Value) -> (u16, Value) {
 #[tokio::test]
 async fn a_psbt_signed_by_an_independent_signer_pays_the_deposit_through_the_relay() {
     let dir = tempfile::tempdir().unwrap();
-    let any: SocketAddr = ([127, 0, 0, 1], 0).into();
-    let engine = embedded::start(EmbeddedConfig {
-        data_dir: dir.path().to_path_buf(),
-        gateway_listen: any,
-        bitcoin_rpc_listen: any,
-        ethereum_rpc_listen: any,
-        bitcoin_block_interval: None,
-        ..EmbeddedConfig::default()
-    })
-    .await
-    .unwrap();
+    let engine = tests::start_engine(dir.path()).await;
     let api = format!("http://{}/v1", engine.gateway_addr);
     let rpc = engine.bitcoin_rpc_url.clone();
 

@@ -3,10 +3,7 @@
 //! pairs, wrong-network and mistyped addresses, unknown or reused quotes,
 //! malformed JSON and unknown fields.
 
-use std::net::SocketAddr;
-
 use serde_json::{json, Value};
-use swapd::embedded::{self, EmbeddedConfig};
 
 struct Api {
     base: String,
@@ -56,17 +53,7 @@ fn check(got: (u16, Value), status: u16, code: &str, words: &str) {
 #[tokio::test]
 async fn bad_input_gets_a_clear_error_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let any: SocketAddr = ([127, 0, 0, 1], 0).into();
-    let engine = embedded::start(EmbeddedConfig {
-        data_dir: dir.path().to_path_buf(),
-        gateway_listen: any,
-        bitcoin_rpc_listen: any,
-        ethereum_rpc_listen: any,
-        bitcoin_block_interval: None,
-        ..EmbeddedConfig::default()
-    })
-    .await
-    .unwrap();
+    let engine = tests::start_engine(dir.path()).await;
     let api = Api {
         base: format!("http://{}", engine.gateway_addr),
         http: reqwest::Client::new(),

@@ -3,13 +3,12 @@
 //! status change up to `completed`. Bad messages get typed errors and the
 //! connection stays usable.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use proto::api::{ServerMessage, SwapStatus};
 use serde_json::{json, Value};
-use swapd::embedded::{self, EmbeddedConfig};
+use tests::btc_rpc;
 use tokio_tungstenite::tungstenite::Message;
 
 type Ws =
@@ -37,34 +36,10 @@ async fn next_matching<T>(ws: &mut Ws, mut pick: impl FnMut(ServerMessage) -> Op
     }
 }
 
-async fn btc_rpc(url: &str, method: &str, params: Value) -> Value {
-    let resp: Value = reqwest::Client::new()
-        .post(url)
-        .json(&json!({"jsonrpc": "1.0", "id": "t", "method": method, "params": params}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(resp["error"].is_null(), "{method}: {resp}");
-    resp["result"].clone()
-}
-
 #[tokio::test]
 async fn websocket_client_swaps_btc_for_eth_and_sees_every_status() {
     let dir = tempfile::tempdir().unwrap();
-    let any: SocketAddr = ([127, 0, 0, 1], 0).into();
-    let engine = embedded::start(EmbeddedConfig {
-        data_dir: dir.path().to_path_buf(),
-        gateway_listen: any,
-        bitcoin_rpc_listen: any,
-        ethereum_rpc_listen: any,
-        bitcoin_block_interval: None,
-        ..EmbeddedConfig::default()
-    })
-    .await
-    .unwrap();
+    let engine = tests::start_engine(dir.path()).await;
     let (mut ws, _) =
         tokio_tungstenite::connect_async(format!("ws://{}/v1/ws", engine.gateway_addr))
             .await

@@ -8,7 +8,6 @@
 //! messages with fields of the wrong type or missing or unknown, and deep or
 //! long JSON — all under the 16 KiB frame limit.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
@@ -16,7 +15,6 @@ use proto::api::ServerMessage;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
-use swapd::embedded::{self, EmbeddedConfig};
 use tokio_tungstenite::tungstenite::Message;
 
 const FRAMES: usize = 1_000_000;
@@ -170,17 +168,7 @@ const CODES: &[&str] = &[
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_million_random_and_mutated_frames_each_get_one_typed_answer() {
     let dir = tempfile::tempdir().unwrap();
-    let any: SocketAddr = ([127, 0, 0, 1], 0).into();
-    let engine = embedded::start(EmbeddedConfig {
-        data_dir: dir.path().to_path_buf(),
-        gateway_listen: any,
-        bitcoin_rpc_listen: any,
-        ethereum_rpc_listen: any,
-        bitcoin_block_interval: None,
-        ..EmbeddedConfig::default()
-    })
-    .await
-    .unwrap();
+    let engine = tests::start_engine(dir.path()).await;
     let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/v1/ws", engine.gateway_addr))
         .await
         .unwrap();
