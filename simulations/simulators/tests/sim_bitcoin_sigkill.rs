@@ -5,8 +5,9 @@
 //! The test runs itself as the child (`SIM_BITCOIN_CHILD_DIR` set): the
 //! child starts the node, prints its RPC URL and waits to be killed.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use common::Node;
 
 use serde_json::{json, Value};
 use simulators::bitcoin::{BitcoinSim, BitcoinSimConfig};
@@ -15,58 +16,12 @@ use tokio_util::sync::CancellationToken;
 const CHILD_ENV: &str = "SIM_BITCOIN_CHILD_DIR";
 const TEST_NAME: &str = "sigkill_keeps_acknowledged_blocks_and_transactions";
 
-/// The child node; killed (SIGKILL) when dropped, also if the test panics.
-struct Node(Child);
-
-impl Node {
-    fn sigkill(mut self) {
-        self.0.kill().expect("SIGKILL");
-        self.0.wait().expect("reaped");
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn spawn_node(dir: &std::path::Path) -> (Node, String) {
-    let mut child = Command::new(std::env::current_exe().expect("test binary"))
-        .args([TEST_NAME, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn child node");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("child printed its url")
-            .expect("read line");
-        // libtest may print "test <name> ... " on the same line first.
-        if let Some(pos) = line.find("RPC_URL=") {
-            break line[pos + "RPC_URL=".len()..].trim().to_string();
-        }
-    };
-    (Node(child), url)
+    common::spawn_node(TEST_NAME, CHILD_ENV, dir)
 }
 
 async fn call(http: &reqwest::Client, url: &str, method: &str, params: Value) -> Value {
-    let body: Value = http
-        .post(url)
-        .json(&json!({"jsonrpc": "1.0", "id": 1, "method": method, "params": params}))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
-    assert!(body["error"].is_null(), "{method}: {body}");
-    body["result"].clone()
+    common::call(http, "1.0", url, method, params).await
 }
 
 #[tokio::test]
