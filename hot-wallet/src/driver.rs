@@ -391,6 +391,7 @@ impl HotWallet {
             }
             ChainEvent::BlockConnected { .. }
             | ChainEvent::BlockDisconnected { .. }
+            | ChainEvent::Tip { .. }
             | ChainEvent::Finalized { .. } => Ok(()),
         }
     }
