@@ -452,6 +452,7 @@ impl HotWallet {
             }
             ChainEvent::BlockConnected { .. }
             | ChainEvent::BlockDisconnected { .. }
+            | ChainEvent::Tip { .. }
             | ChainEvent::Finalized { .. } => Ok(()),
         }
     }
