@@ -362,6 +362,7 @@ impl HotWallet {
                     warn!(%network, %address, %txid, amount = %amount, "deposit to an address with no swap; left for review");
                     return Ok(());
                 };
+                metrics::counter!(infra::metrics::DEPOSITS, "network" => network.to_string(), "status" => status.kind()).increment(1);
                 let input = SwapInput::Deposit {
                     txid: txid.clone(),
                     output: *output,
@@ -607,6 +608,7 @@ impl HotWallet {
             }
         }
         if row.status == PaymentStatus::Signed {
+            metrics::counter!(infra::metrics::PAYOUTS, "network" => row.network.clone(), "kind" => row.kind.clone()).increment(1);
             self.inner
                 .repo
                 .set_status(&row.payment_id, PaymentStatus::Broadcast)

@@ -221,3 +221,37 @@ fn local_txid(network: Network, raw_tx: &[u8]) -> Option<String> {
         Network::Ethereum(_) => Some(format!("{:#x}", alloy_primitives::keccak256(raw_tx))),
     }
 }
+
+/// What the gateway's readiness and desk learn about the bus and the chains.
+#[derive(Debug)]
+pub struct EngineProbes {
+    pub bus: infra::bus::LocalBus,
+    pub nodes: NodeGateway,
+    /// The chains the node gateway was configured to follow.
+    pub networks: Vec<Network>,
+}
+
+#[async_trait]
+impl gateway::ops::Probes for EngineProbes {
+    async fn bus(&self) -> Result<Vec<gateway::ops::BusLagView>, String> {
+        let lags = self.bus.consumer_lag().await.map_err(|e| e.to_string())?;
+        Ok(lags
+            .into_iter()
+            .map(|l| gateway::ops::BusLagView {
+                group: l.group,
+                topic: l.topic,
+                messages: l.messages,
+            })
+            .collect())
+    }
+
+    fn chains(&self) -> Vec<gateway::ops::ChainView> {
+        self.networks
+            .iter()
+            .map(|n| gateway::ops::ChainView {
+                network: n.to_string(),
+                tip_height: self.nodes.tip(*n).map(|t| t.height),
+            })
+            .collect()
+    }
+}

@@ -47,6 +47,9 @@ pub struct EmbeddedConfig {
     pub deposit_window: Duration,
     /// ETH the hot wallet starts with on the simulated chain, in wei.
     pub hot_eth_genesis_wei: u128,
+    /// The bearer token of the desk API (`SWAPD_DESK_TOKEN`); `None`: a
+    /// random one for this run ([`Embedded::desk_token`]).
+    pub desk_token: Option<String>,
 }
 
 impl Default for EmbeddedConfig {
@@ -62,6 +65,7 @@ impl Default for EmbeddedConfig {
             poll_interval: Duration::from_millis(200),
             deposit_window: Duration::from_secs(30 * 60),
             hot_eth_genesis_wei: 10_000 * 10u128.pow(18),
+            desk_token: None,
         }
     }
 }
@@ -77,6 +81,10 @@ pub struct Embedded {
     pub hot_wallet: hot_wallet::HotWallet,
     /// The node gateway the services share.
     pub nodes: NodeGateway,
+    /// The desk API's bearer token (configured or generated for this run).
+    pub desk_token: String,
+    /// Whether `desk_token` was generated (so the binary prints it).
+    pub desk_token_generated: bool,
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
 }
@@ -152,7 +160,7 @@ pub async fn start(cfg: EmbeddedConfig) -> anyhow::Result<Embedded> {
         ])
         .await
         .context("creating bus topics")?;
-    let bus: SharedBus = Arc::new(local);
+    let bus: SharedBus = Arc::new(local.clone());
     let store = SwapStore::open(db.clone())
         .await
         .context("opening the swap store")?;
@@ -246,6 +254,22 @@ pub async fn start(cfg: EmbeddedConfig) -> anyhow::Result<Embedded> {
     .await
     .context("starting the hot wallet")?;
 
+    let (desk_token, desk_token_generated) = match cfg.desk_token.as_deref().map(str::trim) {
+        Some(t) if !t.is_empty() => (t.to_owned(), false),
+        _ => (uuid::Uuid::new_v4().simple().to_string(), true),
+    };
+    let ops = gateway::ops::Ops::new(
+        (*liquidity).clone(),
+        store.clone(),
+        Arc::new(crate::adapters::EngineProbes {
+            bus: local,
+            nodes: nodes.clone(),
+            networks: vec![Network::Bitcoin(BITCOIN), Network::Ethereum(ETHEREUM)],
+        }),
+        Arc::new(gateway::ops::NoPanels),
+        desk_token.clone(),
+    );
+
     let btc = AssetId::new("BTC").expect("ticker");
     let eth = AssetId::new("ETH").expect("ticker");
     let gateway_addr = gateway::run(
@@ -263,6 +287,7 @@ pub async fn start(cfg: EmbeddedConfig) -> anyhow::Result<Embedded> {
             hot_wallet: Arc::new(hot_wallet.clone()),
             chains: Arc::new(crate::adapters::RelayChains(nodes.clone())),
             bus,
+            ops: Some(ops),
         },
         shutdown.clone(),
         &tracker,
@@ -278,6 +303,8 @@ pub async fn start(cfg: EmbeddedConfig) -> anyhow::Result<Embedded> {
         ethereum,
         hot_wallet,
         nodes,
+        desk_token,
+        desk_token_generated,
         shutdown,
         tracker,
     })
