@@ -5,8 +5,10 @@
 //! [`run`].
 
 pub mod error;
+pub mod ops;
 mod service;
 pub mod signing;
+mod web;
 mod ws;
 
 use std::net::SocketAddr;
@@ -110,6 +112,9 @@ pub struct GatewayDeps {
     pub hot_wallet: Arc<dyn HotWalletApi>,
     pub chains: Arc<dyn DepositChains>,
     pub bus: infra::bus::SharedBus,
+    /// Metrics, readiness and the desk (`ops`); `None` in a gateway process
+    /// that holds neither liquidity nor the swap store.
+    pub ops: Option<ops::Ops>,
 }
 
 impl std::fmt::Debug for GatewayDeps {
@@ -214,6 +219,7 @@ pub fn router(service: Service, max_body_bytes: usize) -> Router {
         .route("/v1/swaps/{swap_id}/relay", post(relay))
         .route("/v1/ws", get(ws::upgrade))
         .route("/v1/openapi.json", get(openapi))
+        .merge(ops::routes().merge(web::routes()))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             max_body_bytes,
         ))

@@ -81,6 +81,11 @@ impl Service {
         &self.inner.config
     }
 
+    /// The desk's and readiness's view of the engine, if this process has one.
+    pub(crate) fn ops(&self) -> Option<&crate::ops::Ops> {
+        self.inner.deps.ops.as_ref()
+    }
+
     pub(crate) fn subscribe_prices(&self, pair: &Pair) -> Option<broadcast::Receiver<Frame>> {
         self.inner.prices.get(pair).map(|s| s.subscribe())
     }
@@ -118,6 +123,13 @@ impl Service {
     }
 
     pub async fn rfq(&self, req: &RfqRequest) -> Result<Quote, Failure> {
+        let started = std::time::Instant::now();
+        let result = self.rfq_unmeasured(req).await;
+        crate::ops::record_rfq(&result, started.elapsed());
+        result
+    }
+
+    async fn rfq_unmeasured(&self, req: &RfqRequest) -> Result<Quote, Failure> {
         let assets = &self.inner.config.assets;
         let from = assets
             .parse(req.from.trim())

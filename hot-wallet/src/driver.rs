@@ -423,6 +423,7 @@ impl HotWallet {
                     warn!(%network, %address, %txid, amount = %amount, "deposit to an address with no swap; left for review");
                     return Ok(());
                 };
+                metrics::counter!(infra::metrics::DEPOSITS, "network" => network.to_string(), "status" => status.kind()).increment(1);
                 let input = SwapInput::Deposit {
                     txid: txid.clone(),
                     output: *output,

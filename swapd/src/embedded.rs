@@ -53,6 +53,9 @@ pub struct EmbeddedConfig {
     /// its confirmation).
     pub hot_btc_outputs: u32,
     pub hot_btc_output_sats: u64,
+    /// The bearer token of the desk API (`SWAPD_DESK_TOKEN`); `None`: a
+    /// random one for this run ([`Embedded::desk_token`]).
+    pub desk_token: Option<String>,
 }
 
 impl Default for EmbeddedConfig {
@@ -70,6 +73,7 @@ impl Default for EmbeddedConfig {
             hot_eth_genesis_wei: 10_000 * 10u128.pow(18),
             hot_btc_outputs: 20,
             hot_btc_output_sats: 250_000_000,
+            desk_token: None,
         }
     }
 }
@@ -85,6 +89,10 @@ pub struct Embedded {
     pub hot_wallet: hot_wallet::HotWallet,
     /// The node gateway the services share.
     pub nodes: NodeGateway,
+    /// The desk API's bearer token (configured or generated for this run).
+    pub desk_token: String,
+    /// Whether `desk_token` was generated (so the binary prints it).
+    pub desk_token_generated: bool,
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
 }
@@ -207,7 +215,7 @@ pub async fn start(cfg: EmbeddedConfig) -> anyhow::Result<Embedded> {
         ])
         .await
         .context("creating bus topics")?;
-    let bus: SharedBus = Arc::new(local);
+    let bus: SharedBus = Arc::new(local.clone());
     let store = SwapStore::open(db.clone())
         .await
         .context("opening the swap store")?;
@@ -312,6 +320,21 @@ pub async fn start(cfg: EmbeddedConfig) -> anyhow::Result<Embedded> {
     fund_hot_wallet(&cfg, &bitcoin, &hot_wallet)
         .await
         .context("funding the hot wallet's Bitcoin inventory")?;
+    let (desk_token, desk_token_generated) = match cfg.desk_token.as_deref().map(str::trim) {
+        Some(t) if !t.is_empty() => (t.to_owned(), false),
+        _ => (uuid::Uuid::new_v4().simple().to_string(), true),
+    };
+    let ops = gateway::ops::Ops::new(
+        (*liquidity).clone(),
+        store.clone(),
+        Arc::new(crate::adapters::EngineProbes {
+            bus: local,
+            nodes: nodes.clone(),
+            networks: vec![Network::Bitcoin(BITCOIN), Network::Ethereum(ETHEREUM)],
+        }),
+        Arc::new(crate::adapters::HotWalletPanels(hot_wallet.clone())),
+        desk_token.clone(),
+    );
 
     let btc = AssetId::new("BTC").expect("ticker");
     let eth = AssetId::new("ETH").expect("ticker");
@@ -332,6 +355,7 @@ pub async fn start(cfg: EmbeddedConfig) -> anyhow::Result<Embedded> {
             hot_wallet: Arc::new(hot_wallet.clone()),
             chains: Arc::new(crate::adapters::RelayChains(nodes.clone())),
             bus,
+            ops: Some(ops),
         },
         shutdown.clone(),
         &tracker,
@@ -347,6 +371,8 @@ pub async fn start(cfg: EmbeddedConfig) -> anyhow::Result<Embedded> {
         ethereum,
         hot_wallet,
         nodes,
+        desk_token,
+        desk_token_generated,
         shutdown,
         tracker,
     })

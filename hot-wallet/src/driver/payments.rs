@@ -452,6 +452,7 @@ impl HotWallet {
             }
         }
         if row.status == PaymentStatus::Signed {
+            metrics::counter!(infra::metrics::PAYOUTS, "network" => row.network.clone(), "kind" => row.kind.clone()).increment(1);
             self.inner
                 .repo
                 .set_status(&row.payment_id, PaymentStatus::Broadcast)
