@@ -47,6 +47,10 @@ pub struct EmbeddedConfig {
     pub deposit_window: Duration,
     /// ETH the hot wallet starts with on the simulated chain, in wei.
     pub hot_eth_genesis_wei: u128,
+    /// The gateway's rate limits and CORS origins.
+    pub gateway_limits: gateway::Limits,
+    /// How partners' webhooks are retried.
+    pub gateway_webhooks: gateway::WebhookConfig,
 }
 
 impl Default for EmbeddedConfig {
@@ -62,6 +66,8 @@ impl Default for EmbeddedConfig {
             poll_interval: Duration::from_millis(200),
             deposit_window: Duration::from_secs(30 * 60),
             hot_eth_genesis_wei: 10_000 * 10u128.pow(18),
+            gateway_limits: gateway::Limits::default(),
+            gateway_webhooks: gateway::WebhookConfig::default(),
         }
     }
 }
@@ -77,6 +83,10 @@ pub struct Embedded {
     pub hot_wallet: hot_wallet::HotWallet,
     /// The node gateway the services share.
     pub nodes: NodeGateway,
+    /// How the gateway was started and what it talks to: enough to start
+    /// another gateway instance on the same database and bus.
+    pub gateway_config: gateway::GatewayConfig,
+    pub gateway_deps: gateway::GatewayDeps,
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
 }
@@ -248,22 +258,29 @@ pub async fn start(cfg: EmbeddedConfig) -> anyhow::Result<Embedded> {
 
     let btc = AssetId::new("BTC").expect("ticker");
     let eth = AssetId::new("ETH").expect("ticker");
+    let gateway_config = gateway::GatewayConfig {
+        listen: cfg.gateway_listen,
+        assets,
+        // ETH/BTC joins once the hot wallet pays out on Bitcoin.
+        pairs: vec![Pair::new(btc, eth).expect("pair")],
+        price_interval: Duration::from_millis(250),
+        instance_id: "gateway-embedded".into(),
+        max_body_bytes: 64 * 1024,
+        limits: cfg.gateway_limits.clone(),
+        webhooks: cfg.gateway_webhooks.clone(),
+    };
+    let gateway_deps = gateway::GatewayDeps {
+        liquidity: liquidity as Arc<dyn LiquidityApi>,
+        hot_wallet: Arc::new(hot_wallet.clone()),
+        chains: Arc::new(crate::adapters::RelayChains(nodes.clone())),
+        bus,
+        db: db.clone(),
+        // Push, email and SMS go to the log in embedded mode.
+        notifier: Arc::new(gateway::LogNotifier),
+    };
     let gateway_addr = gateway::run(
-        gateway::GatewayConfig {
-            listen: cfg.gateway_listen,
-            assets,
-            // ETH/BTC joins once the hot wallet pays out on Bitcoin.
-            pairs: vec![Pair::new(btc, eth).expect("pair")],
-            price_interval: Duration::from_millis(250),
-            instance_id: "gateway-embedded".into(),
-            max_body_bytes: 64 * 1024,
-        },
-        gateway::GatewayDeps {
-            liquidity: liquidity as Arc<dyn LiquidityApi>,
-            hot_wallet: Arc::new(hot_wallet.clone()),
-            chains: Arc::new(crate::adapters::RelayChains(nodes.clone())),
-            bus,
-        },
+        gateway_config.clone(),
+        gateway_deps.clone(),
         shutdown.clone(),
         &tracker,
     )
@@ -278,6 +295,8 @@ pub async fn start(cfg: EmbeddedConfig) -> anyhow::Result<Embedded> {
         ethereum,
         hot_wallet,
         nodes,
+        gateway_config,
+        gateway_deps,
         shutdown,
         tracker,
     })
