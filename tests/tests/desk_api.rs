@@ -184,7 +184,6 @@ async fn desk_api_halts_resumes_and_shows_swaps() {
     // Panels other services will back: not invented.
     for path in [
         "/v1/desk/custody",
-        "/v1/desk/approvals",
         "/v1/desk/hedges",
         "/v1/desk/pnl",
     ] {
@@ -195,7 +194,11 @@ async fn desk_api_halts_resumes_and_shows_swaps() {
             "{path}"
         );
     }
-    let (status, _) = desk
+    // The approval queue is the hot wallet's: empty here, and approving a
+    // payment it does not hold is a typed error.
+    let (status, body) = desk.get("/v1/desk/approvals").await;
+    assert_eq!((status, body.as_array().map(Vec::len)), (200, Some(0)), "{body}");
+    let (status, body) = desk
         .call(
             "POST",
             "/v1/desk/approvals/payout:x/approve",
@@ -203,7 +206,11 @@ async fn desk_api_halts_resumes_and_shows_swaps() {
             None,
         )
         .await;
-    assert_eq!(status, 501);
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"].as_str().unwrap_or("").contains("no payment"),
+        "{body}"
+    );
 
     // The live feed: a wrong first frame closes it; the token opens it.
     let url = format!("ws://{}/v1/desk/ws", engine.gateway_addr);
