@@ -6,3 +6,4 @@
 pub mod bus;
 pub mod db;
 pub mod metrics;
+pub mod testing;

@@ -57,6 +57,10 @@ impl ChainAccess for NodeChains {
             .map_err(|e| e.to_string())
     }
 
+    async fn btc_fee_rate(&self, network: Network) -> Result<u64, String> {
+        bitcoin_fee_rate(&self.0, network).await
+    }
+
     async fn eth_fees(&self, network: Network) -> Result<Eip1559Fees, String> {
         let rpc = self.eth(network)?;
         let tip = rpc
@@ -87,6 +91,22 @@ impl NodeChains {
             Network::Bitcoin(_) => Err(format!("{network} is not an Ethereum network")),
         }
     }
+}
+
+/// The node's fee estimate for confirmation within 2 blocks, in sat/vB
+/// (rounded up); a fixed fallback when the node has no estimate yet (a
+/// fresh regtest chain). Deposit PSBTs and the hot wallet's payouts both
+/// use it.
+async fn bitcoin_fee_rate(nodes: &NodeGateway, network: Network) -> Result<u64, String> {
+    let rpc = match (network, nodes.bitcoin_rpc()) {
+        (Network::Bitcoin(_), Some(rpc)) => rpc,
+        _ => return Err(format!("no Bitcoin node for {network}")),
+    };
+    let estimate = rpc.estimate_smart_fee(2).await.map_err(|e| e.to_string())?;
+    Ok(estimate
+        .sat_per_kvb
+        .map(|kvb| kvb.div_ceil(1000).max(1))
+        .unwrap_or(FALLBACK_SAT_PER_VB))
 }
 
 /// Liquidity, as the hot wallet sees it.
@@ -144,15 +164,7 @@ impl gateway::DepositChains for RelayChains {
     }
 
     async fn bitcoin_fee_rate(&self, network: Network) -> Result<u64, String> {
-        let rpc = match (network, self.0.bitcoin_rpc()) {
-            (Network::Bitcoin(_), Some(rpc)) => rpc,
-            _ => return Err(format!("no Bitcoin node for {network}")),
-        };
-        let estimate = rpc.estimate_smart_fee(2).await.map_err(|e| e.to_string())?;
-        Ok(estimate
-            .sat_per_kvb
-            .map(|kvb| kvb.div_ceil(1000).max(1))
-            .unwrap_or(FALLBACK_SAT_PER_VB))
+        bitcoin_fee_rate(&self.0, network).await
     }
 
     async fn ethereum_params(

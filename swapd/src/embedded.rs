@@ -50,6 +50,12 @@ pub struct EmbeddedConfig {
     /// The bearer token of the desk API (`SWAPD_DESK_TOKEN`); `None`: a
     /// random one for this run ([`Embedded::desk_token`]).
     pub desk_token: Option<String>,
+    /// BTC the treasury sends the hot wallet's inventory address on the
+    /// first start, as this many outputs of `hot_btc_output_sats` each
+    /// (several outputs let payouts run side by side while change waits for
+    /// its confirmation).
+    pub hot_btc_outputs: u32,
+    pub hot_btc_output_sats: u64,
 }
 
 impl Default for EmbeddedConfig {
@@ -66,6 +72,8 @@ impl Default for EmbeddedConfig {
             deposit_window: Duration::from_secs(30 * 60),
             hot_eth_genesis_wei: 10_000 * 10u128.pow(18),
             desk_token: None,
+            hot_btc_outputs: 20,
+            hot_btc_output_sats: 250_000_000,
         }
     }
 }
@@ -137,6 +145,53 @@ pub fn policy() -> Policy {
     }
 }
 
+/// The hot wallet's limits in embedded mode: a payment over them waits for
+/// the desk's approval (README).
+pub fn payout_limits() -> std::collections::BTreeMap<AssetId, hot_wallet::PayoutLimit> {
+    let btc = 100_000_000u128;
+    let eth = 10u128.pow(18);
+    [("BTC", 2 * btc, 20 * btc), ("ETH", 60 * eth, 600 * eth)]
+        .into_iter()
+        .map(|(asset, per_payment, per_day)| {
+            (
+                AssetId::new(asset).expect("ticker"),
+                hot_wallet::PayoutLimit {
+                    per_payment: Amount::from_base_units(per_payment),
+                    per_day: Amount::from_base_units(per_day),
+                },
+            )
+        })
+        .collect()
+}
+
+/// On the first start, the treasury (the simulated node's faucet) sends the
+/// hot wallet its Bitcoin inventory and mines it into a block. A marker file
+/// in the data directory records that it was done.
+async fn fund_hot_wallet(
+    cfg: &EmbeddedConfig,
+    node: &BitcoinSim,
+    hot_wallet: &hot_wallet::HotWallet,
+) -> anyhow::Result<()> {
+    let marker = cfg.data_dir.join("hot-wallet-funded");
+    if marker.exists() || cfg.hot_btc_outputs == 0 {
+        return Ok(());
+    }
+    let address: bitcoin::Address = hot_wallet
+        .btc_inventory_address()
+        .parse::<bitcoin::Address<bitcoin::address::NetworkUnchecked>>()?
+        .require_network(node.network())?;
+    for _ in 0..cfg.hot_btc_outputs {
+        node.send_to_address(&address, bitcoin::Amount::from_sat(cfg.hot_btc_output_sats))
+            .await
+            .map_err(|e| anyhow::anyhow!("treasury transfer: {e}"))?;
+    }
+    node.mine(1, None)
+        .await
+        .map_err(|e| anyhow::anyhow!("mining the treasury transfer: {e}"))?;
+    std::fs::write(&marker, b"")?;
+    Ok(())
+}
+
 /// Starts the embedded engine.
 pub async fn start(cfg: EmbeddedConfig) -> anyhow::Result<Embedded> {
     std::fs::create_dir_all(&cfg.data_dir)
@@ -183,6 +238,9 @@ pub async fn start(cfg: EmbeddedConfig) -> anyhow::Result<Embedded> {
     let mut btc_cfg = BitcoinSimConfig::new(cfg.data_dir.join("bitcoin"));
     btc_cfg.rpc_addr = cfg.bitcoin_rpc_listen;
     btc_cfg.block_interval = cfg.bitcoin_block_interval;
+    // Eleven mature coinbases (550 BTC) for the faucet: the treasury's
+    // top-up of the hot wallet and users' deposits come from it.
+    btc_cfg.initial_blocks = 111;
     let bitcoin = BitcoinSim::start(btc_cfg, shutdown.clone())
         .await
         .context("starting the simulated Bitcoin node")?;
@@ -241,6 +299,11 @@ pub async fn start(cfg: EmbeddedConfig) -> anyhow::Result<Embedded> {
             deposit_window: cfg.deposit_window,
             tick_interval: Duration::from_secs(1),
             eth_max_fee_per_gas_cap: 500_000_000_000,
+            btc_min_spend_confirmations: 1,
+            btc_max_fee_rate_sat_per_vb: 500,
+            btc_max_fee_sats: 1_000_000,
+            payment_retry_interval: Duration::from_secs(2),
+            payout_limits: payout_limits(),
         },
         HotWalletDeps {
             store: store.clone(),
@@ -253,6 +316,10 @@ pub async fn start(cfg: EmbeddedConfig) -> anyhow::Result<Embedded> {
     )
     .await
     .context("starting the hot wallet")?;
+
+    fund_hot_wallet(&cfg, &bitcoin, &hot_wallet)
+        .await
+        .context("funding the hot wallet's Bitcoin inventory")?;
 
     let (desk_token, desk_token_generated) = match cfg.desk_token.as_deref().map(str::trim) {
         Some(t) if !t.is_empty() => (t.to_owned(), false),
@@ -276,8 +343,10 @@ pub async fn start(cfg: EmbeddedConfig) -> anyhow::Result<Embedded> {
         gateway::GatewayConfig {
             listen: cfg.gateway_listen,
             assets,
-            // ETH/BTC joins once the hot wallet pays out on Bitcoin.
-            pairs: vec![Pair::new(btc, eth).expect("pair")],
+            pairs: vec![
+                Pair::new(btc.clone(), eth.clone()).expect("pair"),
+                Pair::new(eth, btc).expect("pair"),
+            ],
             price_interval: Duration::from_millis(250),
             instance_id: "gateway-embedded".into(),
             max_body_bytes: 64 * 1024,

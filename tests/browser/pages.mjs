@@ -3,8 +3,11 @@
 // engine, pays the deposit on the simulated bitcoind when this script
 // prints `DEPOSIT <address> <amount>`, and mines blocks until it exits.
 //
+// The test also holds a payout over the hot wallet's limit before starting
+// this script (HELD_PAYMENT_ID); the desk approves it.
+//
 // Environment: BASE_URL, DESK_TOKEN, PAYOUT_ADDRESS, REFUND_ADDRESS,
-// CHROMIUM_BIN, PLAYWRIGHT_CORE_DIR, ARTIFACTS_DIR (screenshots).
+// HELD_PAYMENT_ID, CHROMIUM_BIN, PLAYWRIGHT_CORE_DIR, ARTIFACTS_DIR.
 // Exit status 0 only when every step passed.
 import { createRequire } from "node:module";
 import { mkdirSync } from "node:fs";
@@ -37,8 +40,9 @@ const browser = await chromium.launch({
   args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
 });
 const errors = [];
+let completedSwap = null;
 try {
-  await swapPage();
+  completedSwap = await swapPage();
   await deskPage();
 } finally {
   await browser.close();
@@ -107,6 +111,7 @@ async function swapPage() {
   check(/^Payout .* in transaction 0x[0-9a-f]{64}$/.test(await page.textContent("#payout-tx")), "payout transaction shown");
   await shot(page, "swap-3-completed");
   await context.close();
+  return swapId;
 }
 
 async function deskPage() {
@@ -138,7 +143,7 @@ async function deskPage() {
   check((await page.textContent("#venues tbody")).includes("simvenue"), "venue health listed");
   // The completed swap, and its history on click.
   await page.waitForSelector("#swap-states [data-state]");
-  await page.click("#swap-list tbody tr.clickable");
+  await page.click(`#swap-list tbody tr[data-swap="${completedSwap}"]`);
   await page.waitForSelector("#swap-history .events li");
   const kinds = await page.$$eval("#swap-history .events li", (l) => l.map((li) => li.dataset.kind));
   check(kinds.length >= 4, `event history shown (${kinds.join(", ")})`);
@@ -146,8 +151,11 @@ async function deskPage() {
   await page.waitForSelector("#price-chart svg polyline", { timeout: 10_000 });
   check(true, "price chart drawn");
   // Panels the engine does not back yet say so.
-  await page.waitForSelector("#approvals [data-unavailable]");
-  check(true, "approval queue panel says it is not provided yet");
+  await page.waitForSelector("#hedges [data-unavailable]");
+  check(true, "hedge orders panel says it is not provided yet");
+  const held = env("HELD_PAYMENT_ID");
+  await page.waitForSelector(`#approvals tr[data-payment="${held}"] button.approve`);
+  check((await page.textContent(`#approvals tr[data-payment="${held}"]`)).includes("3 BTC"), "held 3 BTC payout listed");
   await shot(page, "desk-1-active");
 
   check((await quoteStatus()) === "200 quote", "quotes are served before the halt");
@@ -161,5 +169,14 @@ async function deskPage() {
   await page.waitForFunction(() => document.getElementById("trading-state").dataset.state === "active");
   check((await quoteStatus()) === "200 quote", "quotes are served again after resume");
   await shot(page, "desk-3-resumed");
+
+  await page.fill("#approver", "browser@desk");
+  await page.click(`#approvals tr[data-payment="${held}"] button.approve`);
+  await page.waitForFunction(
+    (id) => !document.querySelector(`#approvals tr[data-payment="${id}"] button.approve`),
+    held,
+  );
+  check(true, "held payout approved from the desk");
+  await shot(page, "desk-4-approved");
   await context.close();
 }
