@@ -352,9 +352,10 @@ fn unauthorized() -> Failure {
     Failure {
         status: StatusCode::UNAUTHORIZED,
         error: proto::api::ApiError::new(
-            ErrorCode::BadRequest,
+            ErrorCode::Unauthorized,
             "the desk API needs `Authorization: Bearer <desk token>` (SWAPD_DESK_TOKEN)",
         ),
+        retry_after_secs: None,
     }
 }
 
@@ -389,6 +390,7 @@ fn not_provided(what: &str) -> Failure {
             ErrorCode::Unavailable,
             format!("{what} is not provided by this engine yet"),
         ),
+        retry_after_secs: None,
     }
 }
 

@@ -433,17 +433,35 @@ impl HotWallet {
                 self.apply_logged(SwapId(record.swap_id), &input, envelope.id, "deposit")
                     .await
             }
-            ChainEvent::Transaction { txid, status, .. } => {
+            ChainEvent::Transaction {
+                txid,
+                status,
+                reverted,
+                ..
+            } => {
                 let Some(payment) = self.inner.repo.payment_by_txid(txid).await? else {
                     return Ok(());
                 };
+                let swap_id = parse_swap_id(&payment.swap_id)?;
+                if *reverted {
+                    // Mined, fee and nonce spent, nothing paid: never a
+                    // confirmation of the payment.
+                    error!(%swap_id, payment_id = %payment.payment_id, %txid, "payment reverted on chain");
+                    self.inner
+                        .repo
+                        .set_status(&payment.payment_id, PaymentStatus::Reverted)
+                        .await?;
+                    let input = SwapInput::PaymentReverted { txid: txid.clone() };
+                    return self
+                        .apply_logged(swap_id, &input, envelope.id, "payment_reverted")
+                        .await;
+                }
                 if let TxStatus::Confirmed { .. } = status {
                     self.inner
                         .repo
                         .set_status(&payment.payment_id, PaymentStatus::Confirmed)
                         .await?;
                 }
-                let swap_id = parse_swap_id(&payment.swap_id)?;
                 let input = SwapInput::PaymentObserved {
                     txid: txid.clone(),
                     status: status.clone(),
@@ -453,6 +471,7 @@ impl HotWallet {
             }
             ChainEvent::BlockConnected { .. }
             | ChainEvent::BlockDisconnected { .. }
+            | ChainEvent::Tip { .. }
             | ChainEvent::Finalized { .. } => Ok(()),
         }
     }

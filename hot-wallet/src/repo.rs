@@ -31,6 +31,8 @@ pub enum PaymentStatus {
     /// Accepted by the node.
     Broadcast,
     Confirmed,
+    /// Mined but failed (Ethereum status 0): nothing was paid.
+    Reverted,
 }
 
 impl PaymentStatus {
@@ -41,6 +43,7 @@ impl PaymentStatus {
             PaymentStatus::Signed => "signed",
             PaymentStatus::Broadcast => "broadcast",
             PaymentStatus::Confirmed => "confirmed",
+            PaymentStatus::Reverted => "reverted",
         }
     }
 
@@ -50,6 +53,7 @@ impl PaymentStatus {
             "signed" => PaymentStatus::Signed,
             "broadcast" => PaymentStatus::Broadcast,
             "confirmed" => PaymentStatus::Confirmed,
+            "reverted" => PaymentStatus::Reverted,
             _ => PaymentStatus::Intent,
         }
     }

@@ -380,7 +380,11 @@ impl LiquidityApi for Liquidity {
     }
 
     #[tracing::instrument(name = "liquidity.quote", skip_all, fields(from = %rfq.from, to = %rfq.to, amount = %rfq.amount))]
-    async fn quote(&self, rfq: &RfqRequest) -> Result<Quote, LiquidityError> {
+    async fn quote_with_partner_fee(
+        &self,
+        rfq: &RfqRequest,
+        partner_fee_bps: Decimal,
+    ) -> Result<Quote, LiquidityError> {
         self.ensure_active()?;
         let from = self.asset(&rfq.from)?;
         let to = self.asset(&rfq.to)?;
@@ -412,7 +416,8 @@ impl LiquidityApi for Liquidity {
             amount,
             side: rfq.amount_side,
         };
-        let priced = pricing::price(cfg, &books, &exposure, &req)?;
+        let priced =
+            pricing::price_with_partner_fee(cfg, &books, &exposure, &req, partner_fee_bps)?;
         let quote = build_quote(
             &self.inner.signer,
             &priced,

@@ -57,6 +57,10 @@ pub struct Quote {
     pub price: Price,
     /// The payout's network fee, in `to`, already taken out of `amount_out`.
     pub network_fee: String,
+    /// The fee of the partner app that asked for the quote, in `to`, already
+    /// taken out of `amount_out`; absent without a partner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partner_fee: Option<String>,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
     #[schema(value_type = String, format = DateTime)]
@@ -351,7 +355,15 @@ pub enum ErrorCode {
     SwapNotFound,
     IdempotencyConflict,
     TradingHalted,
+    /// Too many requests or messages; wait `Retry-After` seconds (REST) or
+    /// as the message says (websocket).
     RateLimited,
+    /// No such API key (or an unreadable one).
+    Unauthorized,
+    /// The API key is known but revoked.
+    Forbidden,
+    /// The request body is larger than the gateway accepts.
+    PayloadTooLarge,
     /// The node refused a relayed transaction; the message says why.
     TransactionRejected,
     Unavailable,

@@ -47,15 +47,19 @@ pub struct EmbeddedConfig {
     pub deposit_window: Duration,
     /// ETH the hot wallet starts with on the simulated chain, in wei.
     pub hot_eth_genesis_wei: u128,
-    /// The bearer token of the desk API (`SWAPD_DESK_TOKEN`); `None`: a
-    /// random one for this run ([`Embedded::desk_token`]).
-    pub desk_token: Option<String>,
     /// BTC the treasury sends the hot wallet's inventory address on the
     /// first start, as this many outputs of `hot_btc_output_sats` each
     /// (several outputs let payouts run side by side while change waits for
     /// its confirmation).
     pub hot_btc_outputs: u32,
     pub hot_btc_output_sats: u64,
+    /// The bearer token of the desk API (`SWAPD_DESK_TOKEN`); `None`: a
+    /// random one for this run ([`Embedded::desk_token`]).
+    pub desk_token: Option<String>,
+    /// The gateway's rate limits and CORS origins.
+    pub gateway_limits: gateway::Limits,
+    /// How partners' webhooks are retried.
+    pub gateway_webhooks: gateway::WebhookConfig,
 }
 
 impl Default for EmbeddedConfig {
@@ -71,9 +75,11 @@ impl Default for EmbeddedConfig {
             poll_interval: Duration::from_millis(200),
             deposit_window: Duration::from_secs(30 * 60),
             hot_eth_genesis_wei: 10_000 * 10u128.pow(18),
-            desk_token: None,
             hot_btc_outputs: 20,
             hot_btc_output_sats: 250_000_000,
+            desk_token: None,
+            gateway_limits: gateway::Limits::default(),
+            gateway_webhooks: gateway::WebhookConfig::default(),
         }
     }
 }
@@ -93,6 +99,10 @@ pub struct Embedded {
     pub desk_token: String,
     /// Whether `desk_token` was generated (so the binary prints it).
     pub desk_token_generated: bool,
+    /// How the gateway was started and what it talks to: enough to start
+    /// another gateway instance on the same database and bus.
+    pub gateway_config: gateway::GatewayConfig,
+    pub gateway_deps: gateway::GatewayDeps,
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
 }
@@ -320,7 +330,6 @@ pub async fn start(cfg: EmbeddedConfig) -> anyhow::Result<Embedded> {
     fund_hot_wallet(&cfg, &bitcoin, &hot_wallet)
         .await
         .context("funding the hot wallet's Bitcoin inventory")?;
-
     let (desk_token, desk_token_generated) = match cfg.desk_token.as_deref().map(str::trim) {
         Some(t) if !t.is_empty() => (t.to_owned(), false),
         _ => (uuid::Uuid::new_v4().simple().to_string(), true),
@@ -339,25 +348,32 @@ pub async fn start(cfg: EmbeddedConfig) -> anyhow::Result<Embedded> {
 
     let btc = AssetId::new("BTC").expect("ticker");
     let eth = AssetId::new("ETH").expect("ticker");
+    let gateway_config = gateway::GatewayConfig {
+        listen: cfg.gateway_listen,
+        assets,
+        pairs: vec![
+            Pair::new(btc.clone(), eth.clone()).expect("pair"),
+            Pair::new(eth, btc).expect("pair"),
+        ],
+        price_interval: Duration::from_millis(250),
+        instance_id: "gateway-embedded".into(),
+        max_body_bytes: 64 * 1024,
+        limits: cfg.gateway_limits.clone(),
+        webhooks: cfg.gateway_webhooks.clone(),
+    };
+    let gateway_deps = gateway::GatewayDeps {
+        liquidity: liquidity as Arc<dyn LiquidityApi>,
+        hot_wallet: Arc::new(hot_wallet.clone()),
+        chains: Arc::new(crate::adapters::RelayChains(nodes.clone())),
+        bus,
+        db: db.clone(),
+        // Push, email and SMS go to the log in embedded mode.
+        notifier: Arc::new(gateway::LogNotifier),
+        ops: Some(ops),
+    };
     let gateway_addr = gateway::run(
-        gateway::GatewayConfig {
-            listen: cfg.gateway_listen,
-            assets,
-            pairs: vec![
-                Pair::new(btc.clone(), eth.clone()).expect("pair"),
-                Pair::new(eth, btc).expect("pair"),
-            ],
-            price_interval: Duration::from_millis(250),
-            instance_id: "gateway-embedded".into(),
-            max_body_bytes: 64 * 1024,
-        },
-        gateway::GatewayDeps {
-            liquidity: liquidity as Arc<dyn LiquidityApi>,
-            hot_wallet: Arc::new(hot_wallet.clone()),
-            chains: Arc::new(crate::adapters::RelayChains(nodes.clone())),
-            bus,
-            ops: Some(ops),
-        },
+        gateway_config.clone(),
+        gateway_deps.clone(),
         shutdown.clone(),
         &tracker,
     )
@@ -374,6 +390,8 @@ pub async fn start(cfg: EmbeddedConfig) -> anyhow::Result<Embedded> {
         nodes,
         desk_token,
         desk_token_generated,
+        gateway_config,
+        gateway_deps,
         shutdown,
         tracker,
     })

@@ -61,6 +61,11 @@ function watchErrors(page, name) {
   });
 }
 
+async function fitsPhone(page, stage) {
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  check(overflow <= 0, `${stage}: fits a phone screen (overflow ${overflow}px)`);
+}
+
 async function swapPage() {
   // A phone.
   const context = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
@@ -83,6 +88,7 @@ async function swapPage() {
   check(c1 > 0 && c2 < c1, `countdown runs (${c1} → ${c2})`);
   await page.fill("#payout-address", env("PAYOUT_ADDRESS"));
   await page.fill("#refund-address", env("REFUND_ADDRESS"));
+  await fitsPhone(page, "quote");
   await shot(page, "swap-1-quote");
   await page.click("#accept");
 
@@ -98,8 +104,7 @@ async function swapPage() {
   check(true, "deposit QR code drawn");
   const swapId = (await page.textContent("#swap-id")).trim();
   log(`SWAP ${swapId}`);
-  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-  check(overflow <= 0, `fits a phone screen (overflow ${overflow}px)`);
+  await fitsPhone(page, "deposit");
   await shot(page, "swap-2-deposit");
 
   // The test pays the deposit and mines.
@@ -109,6 +114,7 @@ async function swapPage() {
   check(timeline.at(-1)[0] === "completed" && timeline.at(-1)[1] === "current", "timeline ends at completed");
   check(timeline.slice(0, -1).every(([, c]) => c === "done"), "every earlier step done");
   check(/^Payout .* in transaction 0x[0-9a-f]{64}$/.test(await page.textContent("#payout-tx")), "payout transaction shown");
+  await fitsPhone(page, "completed");
   await shot(page, "swap-3-completed");
   await context.close();
   return swapId;
