@@ -5,8 +5,9 @@
 //! The desk reads liquidity (exposure, locks, open quotes, venues, trading
 //! state) and the swap store (swaps by state, a swap's event history)
 //! directly; what only the composing binary knows (the bus, the chains) comes
-//! through [`Probes`]; panels other services fill in (custody tiers, the
-//! payout approval queue, hedge orders, P&L) through [`DeskPanels`], whose
+//! through [`Probes`]; the payout approval queue from the hot wallet's API;
+//! panels other services fill in (custody tiers,
+//! hedge orders, P&L) through [`DeskPanels`], whose
 //! default answers "not provided" rather than invent data.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -48,14 +49,6 @@ pub trait Probes: Send + Sync + 'static {
 pub trait DeskPanels: Send + Sync + 'static {
     /// Inventory per custody tier and per venue.
     async fn custody(&self) -> Option<Result<CustodyView, Failure>> {
-        None
-    }
-    /// Payouts held for approval because they exceed the hot limit.
-    async fn approvals(&self) -> Option<Result<Vec<ApprovalView>, Failure>> {
-        None
-    }
-    /// Approves one held payment; answers it as it now stands.
-    async fn approve(&self, _payment_id: &str) -> Option<Result<ApprovalView, Failure>> {
         None
     }
     /// Hedge orders, newest first.
@@ -150,21 +143,6 @@ pub struct VenueBalance {
     pub venue: String,
     pub asset: String,
     pub amount: String,
-}
-
-/// A payment waiting for (or given) the desk's approval.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ApprovalView {
-    pub payment_id: String,
-    pub swap_id: String,
-    /// `payout` or `refund`.
-    pub kind: String,
-    pub asset: String,
-    pub amount: String,
-    pub address: String,
-    pub requested_at: Timestamp,
-    /// `held` or `approved`.
-    pub status: String,
 }
 
 /// An order placed on a venue to hedge a swap.
@@ -296,6 +274,14 @@ pub struct DeskSwapHistory {
     pub swap: DeskSwap,
     pub data: serde_json::Value,
     pub events: Vec<DeskEvent>,
+}
+
+/// The body of `POST /v1/desk/approvals/{payment_id}/approve`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveRequest {
+    /// Who approves (recorded with the payment).
+    pub approver: String,
 }
 
 /// The body of `POST /v1/desk/halt`.
@@ -788,27 +774,36 @@ async fn custody(
     }
 }
 
+/// Payments over the hot wallet's limit, waiting for the desk.
 async fn approvals(
     State(s): State<Service>,
     headers: HeaderMap,
-) -> Result<Json<Vec<ApprovalView>>, Failure> {
-    let ops = authorized(&s, &headers)?;
-    match ops.panels.approvals().await {
-        Some(r) => r.map(Json),
-        None => Err(not_provided("the payout approval queue")),
-    }
+) -> Result<Json<Vec<proto::api::DeskPayment>>, Failure> {
+    authorized(&s, &headers)?;
+    Ok(Json(s.hot_wallet().payments_awaiting_approval().await?))
 }
 
+/// Approves a waiting payment; the hot wallet pays it.
 async fn approve(
     State(s): State<Service>,
     headers: HeaderMap,
     Path(payment_id): Path<String>,
-) -> Result<Json<ApprovalView>, Failure> {
-    let ops = authorized(&s, &headers)?;
-    match ops.panels.approve(&payment_id).await {
-        Some(r) => r.map(Json),
-        None => Err(not_provided("the payout approval queue")),
+    body: Result<Json<ApproveRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<proto::api::DeskPayment>, Failure> {
+    authorized(&s, &headers)?;
+    let Json(req) = body?;
+    let approver = req.approver.trim();
+    if approver.is_empty() || approver.len() > 100 || approver.chars().any(char::is_control) {
+        return Err(Failure::bad_request(
+            "approver must be 1 to 100 printable characters",
+        ));
     }
+    tracing::warn!(%payment_id, %approver, "desk.approve_payment");
+    Ok(Json(
+        s.hot_wallet()
+            .approve_payment(&payment_id, approver)
+            .await?,
+    ))
 }
 
 async fn hedges(

@@ -98,6 +98,10 @@ impl Service {
         &self.inner.config
     }
 
+    pub(crate) fn hot_wallet(&self) -> &dyn hot_wallet::HotWalletApi {
+        self.inner.deps.hot_wallet.as_ref()
+    }
+
     /// The desk's and readiness's view of the engine, if this process has one.
     pub(crate) fn ops(&self) -> Option<&crate::ops::Ops> {
         self.inner.deps.ops.as_ref()

@@ -1,7 +1,7 @@
 // The trading desk: exposure against limits, venues, open quotes and locks,
 // swaps by state with each swap's event history, the halt and resume
-// control, charts of price and exposure, and the panels other services
-// provide (custody tiers, payout approvals, hedges, P&L). Live from
+// control, charts of price and exposure, the payout approval queue, and the
+// panels other services will provide (custody tiers, hedges, P&L). Live from
 // /v1/desk/ws; actions through /v1/desk/* with the desk token.
 import { api, ApiError, el, fill, fmtTime, wsUrl } from "/web/common.js";
 
@@ -227,12 +227,12 @@ function refreshPanels() {
     table(["tier", "asset", "amount", "limit"], c.tiers, (t) => el("tr", {}, el("td", {}, t.tier), el("td", {}, t.asset), el("td", { class: "num" }, t.amount), el("td", { class: "num" }, t.limit ?? "—"))),
     table(["venue", "asset", "amount"], c.venues, (v) => el("tr", {}, el("td", {}, v.venue), el("td", {}, v.asset), el("td", { class: "num" }, v.amount)))));
   panel("approvals", "/v1/desk/approvals", (node, list) => fill(node,
-    table(["payment", "kind", "amount", "to", "requested", ""], list, (a) => el("tr", { dataset: { payment: a.payment_id } },
-      el("td", { class: "id" }, a.payment_id), el("td", {}, a.kind), el("td", { class: "num" }, `${a.amount} ${a.asset}`),
-      el("td", { class: "id" }, a.address), el("td", {}, fmtTime(a.requested_at)),
-      el("td", {}, a.status === "held"
-        ? el("button", { type: "button", class: "approve", onclick: () => approve(a.payment_id) }, "Approve")
-        : a.status)))));
+    table(["payment", "amount", "to", "why", "since", ""], list, (p) => el("tr", { dataset: { payment: p.payment_id } },
+      el("td", { class: "id" }, p.payment_id), el("td", { class: "num" }, `${p.amount} ${p.asset}`),
+      el("td", { class: "id" }, p.address), el("td", {}, p.reason ?? ""), el("td", {}, fmtTime(p.created_at)),
+      el("td", {}, p.status === "approval"
+        ? el("button", { type: "button", class: "approve", onclick: () => approve(p.payment_id) }, "Approve")
+        : p.status)))));
   panel("hedges", "/v1/desk/hedges", (node, list) => fill(node,
     table(["order", "venue", "market", "side", "amount", "filled", "avg price", "status"], list, (o) => el("tr", {},
       el("td", { class: "id" }, o.client_order_id), el("td", {}, o.venue), el("td", {}, o.market), el("td", {}, o.side),
@@ -244,8 +244,9 @@ function refreshPanels() {
 }
 
 async function approve(paymentId) {
+  const approver = $("approver").value.trim();
   try {
-    await call(`/v1/desk/approvals/${encodeURIComponent(paymentId)}/approve`, { method: "POST" });
+    await call(`/v1/desk/approvals/${encodeURIComponent(paymentId)}/approve`, { method: "POST", body: { approver } });
   } catch (e) {
     $("desk-error").textContent = e.message;
   }

@@ -37,6 +37,7 @@ const state = {
   seen: [], // statuses in the order they arrived
   countdown: null,
   requests: 0,
+  lastPrice: 0,
 };
 
 function send(msg) {
@@ -69,6 +70,7 @@ function onMessage(msg) {
       const r = msg.rungs[0];
       $("price").textContent = `1 ${base} ≈ ${r.price} ${quote}`;
       $("price").dataset.at = msg.at;
+      state.lastPrice = Date.now();
       break;
     }
     case "quote":
@@ -214,6 +216,16 @@ function renderTimeline(current) {
   );
 }
 
+// No tick for a while: ask the REST API why (halted, stale venues).
+async function priceWatchdog() {
+  if (!state.pair || Date.now() - state.lastPrice < 3000) return;
+  try {
+    await api(`/v1/prices?pair=${encodeURIComponent(state.pair)}`);
+  } catch (e) {
+    $("price").textContent = `no price now: ${e.message}`;
+  }
+}
+
 async function init() {
   $("get-quote").addEventListener("click", requestQuote);
   $("accept").addEventListener("click", accept);
@@ -232,6 +244,7 @@ async function init() {
   state.pair = pairs[0] ?? null;
   if (state.pair) selectPair(state.pair);
   connect();
+  setInterval(priceWatchdog, 3000);
 }
 
 init().catch((e) => {

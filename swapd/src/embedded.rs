@@ -342,7 +342,7 @@ pub async fn start(cfg: EmbeddedConfig) -> anyhow::Result<Embedded> {
             nodes: nodes.clone(),
             networks: vec![Network::Bitcoin(BITCOIN), Network::Ethereum(ETHEREUM)],
         }),
-        Arc::new(crate::adapters::HotWalletPanels(hot_wallet.clone())),
+        Arc::new(gateway::ops::NoPanels),
         desk_token.clone(),
     );
 

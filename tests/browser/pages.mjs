@@ -3,8 +3,11 @@
 // engine, pays the deposit on the simulated bitcoind when this script
 // prints `DEPOSIT <address> <amount>`, and mines blocks until it exits.
 //
+// The test also holds a payout over the hot wallet's limit before starting
+// this script (HELD_PAYMENT_ID); the desk approves it.
+//
 // Environment: BASE_URL, DESK_TOKEN, PAYOUT_ADDRESS, REFUND_ADDRESS,
-// CHROMIUM_BIN, PLAYWRIGHT_CORE_DIR, ARTIFACTS_DIR (screenshots).
+// HELD_PAYMENT_ID, CHROMIUM_BIN, PLAYWRIGHT_CORE_DIR, ARTIFACTS_DIR.
 // Exit status 0 only when every step passed.
 import { createRequire } from "node:module";
 import { mkdirSync } from "node:fs";
@@ -37,8 +40,9 @@ const browser = await chromium.launch({
   args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
 });
 const errors = [];
+let completedSwap = null;
 try {
-  await swapPage();
+  completedSwap = await swapPage();
   await deskPage();
 } finally {
   await browser.close();
@@ -55,6 +59,11 @@ function watchErrors(page, name) {
       errors.push(`${name} console: ${m.text()}`);
     }
   });
+}
+
+async function fitsPhone(page, stage) {
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  check(overflow <= 0, `${stage}: fits a phone screen (overflow ${overflow}px)`);
 }
 
 async function swapPage() {
@@ -79,6 +88,7 @@ async function swapPage() {
   check(c1 > 0 && c2 < c1, `countdown runs (${c1} → ${c2})`);
   await page.fill("#payout-address", env("PAYOUT_ADDRESS"));
   await page.fill("#refund-address", env("REFUND_ADDRESS"));
+  await fitsPhone(page, "quote");
   await shot(page, "swap-1-quote");
   await page.click("#accept");
 
@@ -94,8 +104,7 @@ async function swapPage() {
   check(true, "deposit QR code drawn");
   const swapId = (await page.textContent("#swap-id")).trim();
   log(`SWAP ${swapId}`);
-  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-  check(overflow <= 0, `fits a phone screen (overflow ${overflow}px)`);
+  await fitsPhone(page, "deposit");
   await shot(page, "swap-2-deposit");
 
   // The test pays the deposit and mines.
@@ -105,8 +114,10 @@ async function swapPage() {
   check(timeline.at(-1)[0] === "completed" && timeline.at(-1)[1] === "current", "timeline ends at completed");
   check(timeline.slice(0, -1).every(([, c]) => c === "done"), "every earlier step done");
   check(/^Payout .* in transaction 0x[0-9a-f]{64}$/.test(await page.textContent("#payout-tx")), "payout transaction shown");
+  await fitsPhone(page, "completed");
   await shot(page, "swap-3-completed");
   await context.close();
+  return swapId;
 }
 
 async function deskPage() {
@@ -138,7 +149,7 @@ async function deskPage() {
   check((await page.textContent("#venues tbody")).includes("simvenue"), "venue health listed");
   // The completed swap, and its history on click.
   await page.waitForSelector("#swap-states [data-state]");
-  await page.click("#swap-list tbody tr.clickable");
+  await page.click(`#swap-list tbody tr[data-swap="${completedSwap}"]`);
   await page.waitForSelector("#swap-history .events li");
   const kinds = await page.$$eval("#swap-history .events li", (l) => l.map((li) => li.dataset.kind));
   check(kinds.length >= 4, `event history shown (${kinds.join(", ")})`);
@@ -146,8 +157,11 @@ async function deskPage() {
   await page.waitForSelector("#price-chart svg polyline", { timeout: 10_000 });
   check(true, "price chart drawn");
   // Panels the engine does not back yet say so.
-  await page.waitForSelector("#approvals [data-unavailable]");
-  check(true, "approval queue panel says it is not provided yet");
+  await page.waitForSelector("#hedges [data-unavailable]");
+  check(true, "hedge orders panel says it is not provided yet");
+  const held = env("HELD_PAYMENT_ID");
+  await page.waitForSelector(`#approvals tr[data-payment="${held}"] button.approve`);
+  check((await page.textContent(`#approvals tr[data-payment="${held}"]`)).includes("3 BTC"), "held 3 BTC payout listed");
   await shot(page, "desk-1-active");
 
   check((await quoteStatus()) === "200 quote", "quotes are served before the halt");
@@ -161,5 +175,14 @@ async function deskPage() {
   await page.waitForFunction(() => document.getElementById("trading-state").dataset.state === "active");
   check((await quoteStatus()) === "200 quote", "quotes are served again after resume");
   await shot(page, "desk-3-resumed");
+
+  await page.fill("#approver", "browser@desk");
+  await page.click(`#approvals tr[data-payment="${held}"] button.approve`);
+  await page.waitForFunction(
+    (id) => !document.querySelector(`#approvals tr[data-payment="${id}"] button.approve`),
+    held,
+  );
+  check(true, "held payout approved from the desk");
+  await shot(page, "desk-4-approved");
   await context.close();
 }

@@ -1,8 +1,8 @@
 //! The desk API: every call needs the desk token; halt stops quoting for
 //! REST and websocket clients alike and resume brings it back; swaps are
 //! listed by state with their event history; the live feed authenticates
-//! its first frame; panels no service provides yet say so (501) instead of
-//! inventing data.
+//! its first frame; the approval queue checks what it is given; panels no
+//! service provides yet say so (501) instead of inventing data.
 
 use std::time::Duration;
 
@@ -181,12 +181,36 @@ async fn desk_api_halts_resumes_and_shows_swaps() {
     let (status, _) = desk.post("/v1/quotes", rfq).await;
     assert_eq!(status, 200);
 
+    // The approval queue is the hot wallet's: empty here, and an unknown
+    // payment or a missing approver is refused.
+    let (status, queue) = desk.get("/v1/desk/approvals").await;
+    assert_eq!((status, queue), (200, json!([])));
+    let (status, body) = desk
+        .post(
+            "/v1/desk/approvals/payout:nope/approve",
+            json!({"approver": "alice"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = desk
+        .post(
+            "/v1/desk/approvals/payout:nope/approve",
+            json!({"approver": " "}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    let (status, _) = desk
+        .call(
+            "POST",
+            "/v1/desk/approvals/payout:nope/approve",
+            None,
+            Some(json!({"approver": "a"})),
+        )
+        .await;
+    assert_eq!(status, 401);
+
     // Panels other services will back: not invented.
-    for path in [
-        "/v1/desk/custody",
-        "/v1/desk/hedges",
-        "/v1/desk/pnl",
-    ] {
+    for path in ["/v1/desk/custody", "/v1/desk/hedges", "/v1/desk/pnl"] {
         let (status, body) = desk.get(path).await;
         assert_eq!(
             (status, body["code"].as_str()),
@@ -194,23 +218,6 @@ async fn desk_api_halts_resumes_and_shows_swaps() {
             "{path}"
         );
     }
-    // The approval queue is the hot wallet's: empty here, and approving a
-    // payment it does not hold is a typed error.
-    let (status, body) = desk.get("/v1/desk/approvals").await;
-    assert_eq!((status, body.as_array().map(Vec::len)), (200, Some(0)), "{body}");
-    let (status, body) = desk
-        .call(
-            "POST",
-            "/v1/desk/approvals/payout:x/approve",
-            Some(&desk.token),
-            None,
-        )
-        .await;
-    assert_eq!(status, 400, "{body}");
-    assert!(
-        body["message"].as_str().unwrap_or("").contains("no payment"),
-        "{body}"
-    );
 
     // The live feed: a wrong first frame closes it; the token opens it.
     let url = format!("ws://{}/v1/desk/ws", engine.gateway_addr);
