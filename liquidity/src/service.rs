@@ -39,6 +39,8 @@ struct Inner {
     state: Mutex<State>,
     /// Every lock executed, for whoever hedges and keeps P&L.
     executions: tokio::sync::broadcast::Sender<PriceLock>,
+    /// Hedges every execution once attached.
+    hedger: std::sync::OnceLock<crate::hedger::Hedger>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -152,6 +154,7 @@ impl Liquidity {
                 venues,
                 state: Mutex::new(state),
                 executions: tokio::sync::broadcast::channel(1024).0,
+                hedger: std::sync::OnceLock::new(),
             }),
         };
         liquidity.check_risk();
@@ -318,6 +321,42 @@ impl Liquidity {
         self.inner.executions.subscribe()
     }
 
+    /// Hedges every execution from now on (once; a second hedger is
+    /// refused).
+    pub fn attach_hedger(&self, hedger: crate::hedger::Hedger) -> Result<(), LiquidityError> {
+        self.inner
+            .hedger
+            .set(hedger)
+            .map_err(|_| LiquidityError::Config("a hedger is already attached".into()))
+    }
+
+    /// Every hedge order and what became of it (empty without a hedger).
+    pub fn hedges(&self) -> Vec<crate::hedge::HedgeOrder> {
+        self.inner
+            .hedger
+            .get()
+            .map(|h| h.orders())
+            .unwrap_or_default()
+    }
+
+    /// The hedge position and realized/unrealized P&L per asset, in `usd`,
+    /// marked at the mid of each asset's fresh aggregated `asset/usd` book
+    /// (no mark, so no unrealized P&L, when it has none).
+    pub fn pnl(&self) -> std::collections::BTreeMap<AssetId, crate::hedge::AssetPnl> {
+        let orders = self.hedges();
+        let now = self.now();
+        let usd = &self.inner.cfg.usd;
+        let marks = self
+            .inner
+            .cfg
+            .markets
+            .iter()
+            .filter(|m| m.quote == *usd)
+            .filter_map(|m| Some((m.base.clone(), self.book(m, now).ok()?.mid()?)))
+            .collect();
+        crate::hedge::pnl(&orders, &marks)
+    }
+
     /// Checks a quote's signature against this engine's key.
     pub fn verify(&self, quote: &Quote) -> Result<(), LiquidityError> {
         self.inner.signer.verify(quote)
@@ -447,7 +486,10 @@ impl LiquidityApi for Liquidity {
         *st.exposure.entry(q.from.clone()).or_default() += inn;
         *st.exposure.entry(q.to.clone()).or_default() -= out;
         tracing::info!(swap_id = %lock.swap_id, "price lock executed");
-        // No receiver is fine: nothing hedges yet.
+        if let Some(h) = self.inner.hedger.get() {
+            h.submit(lock.clone(), deposit_amount);
+        }
+        // No receiver is fine.
         let _ = self.inner.executions.send(lock);
         Ok(())
     }
