@@ -236,10 +236,16 @@ impl Liquidity {
             .map(|m| m.to_string())
             .collect();
         let mut st = self.state();
-        let next = risk::next_state(&st.trading, &stale, now);
+        let breaches = risk::exposure_breaches(&self.inner.cfg.policies, &st.exposure);
+        let next = risk::next_state(&st.trading, &stale, &breaches, now);
         if next != st.trading {
             match &next {
-                TradingState::Active => tracing::info!("trading resumed: venues are fresh again"),
+                TradingState::Active => {
+                    tracing::info!("trading active: venues fresh, exposures within limits")
+                }
+                TradingState::Reducing { reason, .. } => {
+                    tracing::warn!(%reason, "trading reducing: only quotes that reduce exposure")
+                }
                 TradingState::Halted { reason, .. } => tracing::warn!(%reason, "trading halted"),
             }
             st.trading = next.clone();
@@ -255,9 +261,11 @@ impl Liquidity {
         quotes.prune(now, retention, |id| locks.is_locked(id));
     }
 
-    fn ensure_active(&self) -> Result<(), LiquidityError> {
+    /// Refuses when halted (reducing still prices; [`LiquidityApi::quote`]
+    /// then checks the direction).
+    fn ensure_not_halted(&self) -> Result<(), LiquidityError> {
         match &self.state().trading {
-            TradingState::Active => Ok(()),
+            TradingState::Active | TradingState::Reducing { .. } => Ok(()),
             TradingState::Halted { reason, .. } => Err(LiquidityError::TradingHalted {
                 reason: reason.clone(),
             }),
@@ -366,7 +374,7 @@ impl Liquidity {
 #[async_trait]
 impl LiquidityApi for Liquidity {
     async fn indicative(&self, pair: &Pair) -> Result<IndicativePrices, LiquidityError> {
-        self.ensure_active()?;
+        self.ensure_not_halted()?;
         let from = self.asset(pair.base.as_str())?.id.clone();
         let to = self.asset(pair.quote.as_str())?.id.clone();
         let cfg = &self.inner.cfg;
@@ -378,7 +386,7 @@ impl LiquidityApi for Liquidity {
 
     #[tracing::instrument(name = "liquidity.quote", skip_all, fields(from = %rfq.from, to = %rfq.to, amount = %rfq.amount))]
     async fn quote(&self, rfq: &RfqRequest) -> Result<Quote, LiquidityError> {
-        self.ensure_active()?;
+        self.ensure_not_halted()?;
         let from = self.asset(&rfq.from)?;
         let to = self.asset(&rfq.to)?;
         let side_spec = match rfq.amount_side {
@@ -420,6 +428,19 @@ impl LiquidityApi for Liquidity {
             ms(cfg.quote_ttl_ms),
         );
         let mut st = self.state();
+        if let TradingState::Reducing { reason, .. } = &st.trading {
+            let whole =
+                |spec: &AssetSpec, a: Amount| a.to_decimal(spec.decimals).unwrap_or_default();
+            let moves = [
+                (&from.id, whole(from, priced.amount_in)),
+                (&to.id, -whole(to, priced.amount_out)),
+            ];
+            if !risk::reduces_exposure(&cfg.policies, &st.exposure, moves) {
+                return Err(LiquidityError::ExposureLimit {
+                    reason: reason.clone(),
+                });
+            }
+        }
         st.locks.check_available(&to.id, priced.amount_out)?;
         st.quotes.insert(quote.clone());
         tracing::info!(quote_id = %quote.quote_id, amount_in = %quote.amount_in, amount_out = %quote.amount_out, price = %quote.price, "firm quote");
@@ -491,6 +512,9 @@ impl LiquidityApi for Liquidity {
         }
         // No receiver is fine.
         let _ = self.inner.executions.send(lock);
+        drop(st);
+        // An exposure may have crossed its limit: reduce at once.
+        self.check_risk();
         Ok(())
     }
 
