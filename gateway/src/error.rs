@@ -14,6 +14,8 @@ use proto::api::{ApiError, ErrorCode};
 pub struct Failure {
     pub status: StatusCode,
     pub error: ApiError,
+    /// Seconds to wait before retrying, sent as `Retry-After`.
+    pub retry_after_secs: Option<u64>,
 }
 
 impl Failure {
@@ -21,7 +23,14 @@ impl Failure {
         Failure {
             status: status_of(code),
             error: ApiError::new(code, message),
+            retry_after_secs: None,
         }
+    }
+
+    /// Adds a `Retry-After` of `secs`.
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs);
+        self
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -46,13 +55,22 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
             StatusCode::SERVICE_UNAVAILABLE
         }
         ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+        ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+        ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
-        (self.status, Json(self.error)).into_response()
+        let mut response = (self.status, Json(self.error)).into_response();
+        if let Some(secs) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 
@@ -102,6 +120,12 @@ impl From<HotWalletError> for Failure {
 
 impl From<JsonRejection> for Failure {
     fn from(r: JsonRejection) -> Self {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return Failure::new(
+                ErrorCode::PayloadTooLarge,
+                "the request body is larger than the gateway accepts",
+            );
+        }
         Failure::bad_request(format!("request body: {}", r.body_text()))
     }
 }

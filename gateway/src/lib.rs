@@ -5,15 +5,20 @@
 //! [`run`].
 
 pub mod error;
+pub mod limits;
+pub mod notify;
+pub mod ops;
+pub mod partners;
 mod service;
 pub mod signing;
+mod web;
 mod ws;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -26,6 +31,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use error::Failure;
+pub use limits::{Caller, Limits, Rate};
+pub use notify::{LogNotifier, Notifier, WebhookConfig};
+pub use partners::{NewPartner, Partner, Partners};
 pub use service::Service;
 
 /// The OpenAPI document of the REST API, generated from the handlers and
@@ -49,6 +57,7 @@ pub use service::Service;
         deposit_psbt,
         ethereum_transaction,
         relay,
+        webhook_deliveries,
         ws_doc
     ),
     components(schemas(
@@ -75,10 +84,32 @@ pub use service::Service;
         proto::api::ErrorCode,
         proto::api::ApiError,
         proto::AssetSpec,
-    ))
+        notify::WebhookBody,
+        notify::DeliveryView,
+    )),
+    modifiers(&PartnerKey),
+    security((), ("api_key" = []))
 )]
 #[derive(Debug)]
 pub struct ApiDoc;
+
+/// Declares the partner API key header in the document.
+#[derive(Debug)]
+struct PartnerKey;
+
+impl utoipa::Modify for PartnerKey {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-Api-Key",
+                "A partner app's API key. Optional: without it requests are anonymous and rate-limited per client IP; with it they are rate-limited per partner, the partner's fee is added to its quotes, and its swaps' status changes are posted to its webhook. An unknown key is 401, a revoked one 403. Every route may answer 429 (`rate_limited`, with `Retry-After` in seconds), and every route with a body 413 (`payload_too_large`).",
+            ))),
+        );
+    }
+}
 
 /// The OpenAPI document as JSON.
 pub fn openapi_json() -> String {
@@ -99,8 +130,12 @@ pub struct GatewayConfig {
     pub price_interval: Duration,
     /// Consumer group of this instance on `swap-events`.
     pub instance_id: String,
-    /// Largest request body accepted, in bytes.
+    /// Largest request body accepted, in bytes (413 above).
     pub max_body_bytes: usize,
+    /// Rate limits and CORS.
+    pub limits: Limits,
+    /// Webhook retries.
+    pub webhooks: WebhookConfig,
 }
 
 /// What the gateway talks to.
@@ -110,6 +145,13 @@ pub struct GatewayDeps {
     pub hot_wallet: Arc<dyn HotWalletApi>,
     pub chains: Arc<dyn DepositChains>,
     pub bus: infra::bus::SharedBus,
+    /// Metrics, readiness and the desk (`ops`); `None` in a gateway process
+    /// that holds neither liquidity nor the swap store.
+    pub ops: Option<ops::Ops>,
+    /// The gateway's own tables (partners, webhook deliveries).
+    pub db: infra::db::Db,
+    /// Push, email and SMS.
+    pub notifier: Arc<dyn Notifier>,
 }
 
 impl std::fmt::Debug for GatewayDeps {
@@ -159,6 +201,8 @@ pub enum GatewayError {
     },
     #[error("cannot subscribe to swap events: {0}")]
     Bus(String),
+    #[error("gateway database: {0}")]
+    Db(#[from] partners::PartnerError),
 }
 
 /// Binds the listener and serves until `shutdown`; returns the bound
@@ -180,7 +224,7 @@ pub async fn run(
         addr: config.listen,
         source,
     })?;
-    let app = router(service, config.max_body_bytes);
+    let app = router(service);
     tracker.spawn(async move {
         let server = axum::serve(
             listener,
@@ -195,8 +239,12 @@ pub async fn run(
     Ok(addr)
 }
 
-/// The HTTP routes.
-pub fn router(service: Service, max_body_bytes: usize) -> Router {
+/// The HTTP routes, behind the API-key and rate-limit gate, the body
+/// limit and CORS.
+pub fn router(service: Service) -> Router {
+    let gate = service.gate();
+    let max_body_bytes = service.config().max_body_bytes;
+    let cors = limits::cors(&service.config().limits.cors_origins);
     Router::new()
         .route("/v1/health", get(health))
         .route("/v1/assets", get(assets))
@@ -214,9 +262,11 @@ pub fn router(service: Service, max_body_bytes: usize) -> Router {
         .route("/v1/swaps/{swap_id}/relay", post(relay))
         .route("/v1/ws", get(ws::upgrade))
         .route("/v1/openapi.json", get(openapi))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(
-            max_body_bytes,
-        ))
+        .route("/v1/partner/webhook-deliveries", get(webhook_deliveries))
+        .merge(ops::routes().merge(web::routes()))
+        .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(gate, limits::gate))
+        .layer(cors)
         .with_state(service)
 }
 
@@ -281,17 +331,26 @@ async fn prices(
     path = "/v1/quotes",
     request_body = proto::api::RfqRequest,
     responses(
-        (status = 200, description = "A firm quote, honoured once before it expires", body = proto::api::Quote),
+        (status = 200, description = "A firm quote, honoured once before it expires; with a partner's API key its fee is included and shown as `partner_fee`", body = proto::api::Quote),
         (status = 400, description = "Bad amount, unknown asset, pair not offered, amount out of range", body = proto::api::ApiError),
+        (status = 401, description = "Unknown API key (`unauthorized`)", body = proto::api::ApiError),
+        (status = 403, description = "Revoked API key (`forbidden`)", body = proto::api::ApiError),
+        (status = 413, description = "Body too large (`payload_too_large`)", body = proto::api::ApiError),
+        (status = 429, description = "Rate limited (`rate_limited`); wait `Retry-After` seconds", body = proto::api::ApiError, headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 503, description = "Not enough liquidity, or trading halted", body = proto::api::ApiError)
     )
 )]
 async fn rfq(
     State(s): State<Service>,
+    caller: Option<Extension<Caller>>,
     body: Result<Json<RfqRequest>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Json<proto::api::Quote>> {
     let Json(req) = body?;
-    Ok(Json(s.rfq(&req).await?))
+    Ok(Json(s.rfq(&req, partner_of(&caller)).await?))
+}
+
+fn partner_of(caller: &Option<Extension<Caller>>) -> Option<&Partner> {
+    caller.as_ref().and_then(|Extension(Caller(p))| p.as_ref())
 }
 
 #[utoipa::path(
@@ -304,15 +363,20 @@ async fn rfq(
         (status = 400, description = "Invalid address or request", body = proto::api::ApiError),
         (status = 404, description = "Unknown quote", body = proto::api::ApiError),
         (status = 409, description = "Quote already used, or the key was used for another quote", body = proto::api::ApiError),
-        (status = 410, description = "Quote expired", body = proto::api::ApiError)
+        (status = 410, description = "Quote expired", body = proto::api::ApiError),
+        (status = 401, description = "Unknown API key (`unauthorized`)", body = proto::api::ApiError),
+        (status = 403, description = "Revoked API key (`forbidden`)", body = proto::api::ApiError),
+        (status = 413, description = "Body too large (`payload_too_large`)", body = proto::api::ApiError),
+        (status = 429, description = "Rate limited (`rate_limited`); wait `Retry-After` seconds", body = proto::api::ApiError, headers(("Retry-After" = u64, description = "Seconds to wait")))
     )
 )]
 async fn accept(
     State(s): State<Service>,
+    caller: Option<Extension<Caller>>,
     body: Result<Json<AcceptRequest>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<proto::api::SwapView>)> {
     let Json(req) = body?;
-    let (created, view) = s.accept(&req).await?;
+    let (created, view) = s.accept(&req, partner_of(&caller)).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -474,4 +538,39 @@ mod tests {
             "docs/openapi.json is stale; run UPDATE_OPENAPI=1 cargo test -p gateway and review the diff"
         );
     }
+}
+
+#[derive(Debug, Deserialize)]
+struct DeliveriesQuery {
+    limit: Option<u32>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/partner/webhook-deliveries",
+    params(("limit" = Option<u32>, Query, description = "At most this many, newest first (default 100, at most 1000)")),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The calling partner's webhook delivery log: each status change of its swaps, its state (pending, delivered, failed), attempts and the last answer; docs/webhooks.md", body = [notify::DeliveryView]),
+        (status = 401, description = "No API key, or an unknown one (`unauthorized`)", body = proto::api::ApiError),
+        (status = 403, description = "Revoked API key (`forbidden`)", body = proto::api::ApiError),
+        (status = 429, description = "Rate limited (`rate_limited`); wait `Retry-After` seconds", body = proto::api::ApiError)
+    )
+)]
+async fn webhook_deliveries(
+    State(s): State<Service>,
+    caller: Option<Extension<Caller>>,
+    query: Result<Query<DeliveriesQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Vec<notify::DeliveryView>>> {
+    let Query(q) = query.map_err(|e| Failure::bad_request(format!("query: {}", e.body_text())))?;
+    let partner = partner_of(&caller).ok_or_else(|| {
+        Failure::new(
+            proto::api::ErrorCode::Unauthorized,
+            "this route needs a partner's API key in X-Api-Key",
+        )
+    })?;
+    Ok(Json(
+        s.webhook_deliveries(partner, q.limit.unwrap_or(100).min(1000))
+            .await?,
+    ))
 }

@@ -17,6 +17,8 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::error::Failure;
+use crate::limits::{Gate, Limiters};
+use crate::partners::{Partner, Partners};
 use crate::{GatewayConfig, GatewayDeps, GatewayError};
 
 /// A message serialised once and shared by every subscriber.
@@ -39,6 +41,8 @@ struct Inner {
     deps: GatewayDeps,
     prices: BTreeMap<Pair, broadcast::Sender<Frame>>,
     swaps: broadcast::Sender<(SwapId, Frame)>,
+    partners: Arc<Partners>,
+    limiters: Arc<Limiters>,
 }
 
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 128;
@@ -61,12 +65,25 @@ impl Service {
             .subscribe(topics::SWAP_EVENTS, &config.instance_id)
             .await
             .map_err(|e| GatewayError::Bus(e.to_string()))?;
+        let partners = Arc::new(Partners::open(deps.db.clone()).await?);
+        crate::notify::start(
+            partners.clone(),
+            deps.notifier.clone(),
+            deps.bus.clone(),
+            config.webhooks.clone(),
+            shutdown.clone(),
+            tracker,
+        )
+        .await?;
+        let limiters = Arc::new(Limiters::new(&config.limits));
         let service = Service {
             inner: Arc::new(Inner {
                 config,
                 deps,
                 prices,
                 swaps,
+                partners,
+                limiters,
             }),
         };
         let s = service.clone();
@@ -79,6 +96,44 @@ impl Service {
 
     pub fn config(&self) -> &GatewayConfig {
         &self.inner.config
+    }
+
+    /// The desk's and readiness's view of the engine, if this process has one.
+    pub(crate) fn ops(&self) -> Option<&crate::ops::Ops> {
+        self.inner.deps.ops.as_ref()
+    }
+
+    /// The partner records.
+    pub fn partners(&self) -> &Arc<Partners> {
+        &self.inner.partners
+    }
+
+    pub(crate) fn gate(&self) -> Gate {
+        Gate {
+            partners: self.inner.partners.clone(),
+            limiters: self.inner.limiters.clone(),
+        }
+    }
+
+    pub(crate) fn limiters(&self) -> &Limiters {
+        &self.inner.limiters
+    }
+
+    /// A partner's webhook delivery log, newest first.
+    pub async fn webhook_deliveries(
+        &self,
+        partner: &Partner,
+        limit: u32,
+    ) -> Result<Vec<crate::notify::DeliveryView>, Failure> {
+        crate::notify::deliveries(&self.inner.partners, &partner.partner_id, limit)
+            .await
+            .map_err(|e| {
+                warn!(error = %e, "reading webhook deliveries failed");
+                Failure::new(
+                    ErrorCode::Unavailable,
+                    "cannot read the delivery log now; retry",
+                )
+            })
     }
 
     pub(crate) fn subscribe_prices(&self, pair: &Pair) -> Option<broadcast::Receiver<Frame>> {
@@ -117,7 +172,19 @@ impl Service {
         Ok(self.inner.deps.liquidity.indicative(&pair).await?)
     }
 
-    pub async fn rfq(&self, req: &RfqRequest) -> Result<Quote, Failure> {
+    /// A firm quote; a partner's fee is included.
+    pub async fn rfq(&self, req: &RfqRequest, partner: Option<&Partner>) -> Result<Quote, Failure> {
+        let started = std::time::Instant::now();
+        let result = self.rfq_unmeasured(req, partner).await;
+        crate::ops::record_rfq(&result, started.elapsed());
+        result
+    }
+
+    async fn rfq_unmeasured(
+        &self,
+        req: &RfqRequest,
+        partner: Option<&Partner>,
+    ) -> Result<Quote, Failure> {
         let assets = &self.inner.config.assets;
         let from = assets
             .parse(req.from.trim())
@@ -139,12 +206,23 @@ impl Service {
                 format!("payouts on {} are not available yet", to.network),
             ));
         }
-        Ok(self.inner.deps.liquidity.quote(req).await?)
+        let fee_bps = rust_decimal::Decimal::from(partner.map_or(0, |p| p.fee_bps));
+        Ok(self
+            .inner
+            .deps
+            .liquidity
+            .quote_with_partner_fee(req, fee_bps)
+            .await?)
     }
 
     /// Accepts a quote: returns (created, swap). Retrying with the same
     /// idempotency key returns the same swap with `created == false`.
-    pub async fn accept(&self, req: &AcceptRequest) -> Result<(bool, SwapView), Failure> {
+    /// A partner's swap is linked to it (for its webhook) before it opens.
+    pub async fn accept(
+        &self,
+        req: &AcceptRequest,
+        partner: Option<&Partner>,
+    ) -> Result<(bool, SwapView), Failure> {
         let key = req.idempotency_key.trim();
         if key.is_empty()
             || key.len() > MAX_IDEMPOTENCY_KEY_LEN
@@ -202,6 +280,21 @@ impl Service {
                 return Err(e.into());
             }
         };
+        if let Some(p) = partner {
+            if let Err(e) = self
+                .inner
+                .partners
+                .link_swap(&swap_id.to_string(), &p.partner_id)
+                .await
+            {
+                let _ = liquidity.release(quote_id).await;
+                warn!(error = %e, "linking a swap to its partner failed");
+                return Err(Failure::new(
+                    ErrorCode::Unavailable,
+                    "cannot record the swap's partner now; retry",
+                ));
+            }
+        }
         let open = OpenSwap {
             swap_id,
             quote,

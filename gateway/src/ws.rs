@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::response::Response;
 use futures::{SinkExt, StreamExt};
 use proto::api::{AcceptRequest, ClientMessage, ErrorCode, RfqRequest, ServerMessage};
@@ -15,6 +15,8 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::error::Failure;
+use crate::limits::Caller;
+use crate::partners::Partner;
 use crate::service::{Frame, Service};
 
 /// Largest client message accepted.
@@ -24,12 +26,18 @@ const OUTBOUND_QUEUE: usize = 64;
 const MAX_PAIRS: usize = 32;
 const MAX_WATCHED_SWAPS: usize = 256;
 
-pub(crate) async fn upgrade(State(service): State<Service>, ws: WebSocketUpgrade) -> Response {
+pub(crate) async fn upgrade(
+    State(service): State<Service>,
+    caller: Option<Extension<Caller>>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let partner = caller.and_then(|Extension(Caller(p))| p);
     ws.max_message_size(MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| connection(service, socket))
+        .on_upgrade(move |socket| connection(service, partner, socket))
 }
 
-async fn connection(service: Service, socket: WebSocket) {
+async fn connection(service: Service, partner: Option<Partner>, socket: WebSocket) {
+    let limiter = service.limiters().ws_connection();
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::channel::<Frame>(OUTBOUND_QUEUE);
     let writer = tokio::spawn(async move {
@@ -51,6 +59,12 @@ async fn connection(service: Service, socket: WebSocket) {
     let mut price_tasks: BTreeMap<proto::Pair, JoinHandle<()>> = BTreeMap::new();
 
     while let Some(Ok(msg)) = stream.next().await {
+        if matches!(msg, Message::Text(_) | Message::Binary(_)) {
+            if let Err(f) = crate::limits::check_ws(&limiter) {
+                reply(&tx, error(None, f)).await;
+                continue;
+            }
+        }
         let text = match msg {
             Message::Text(t) => t.to_string(),
             Message::Binary(_) => {
@@ -140,7 +154,7 @@ async fn connection(service: Service, socket: WebSocket) {
                     amount,
                     amount_side,
                 };
-                Some(match service.rfq(&req).await {
+                Some(match service.rfq(&req, partner.as_ref()).await {
                     Ok(quote) => ServerMessage::Quote { request_id, quote },
                     Err(f) => error(request_id, f),
                 })
@@ -158,7 +172,7 @@ async fn connection(service: Service, socket: WebSocket) {
                     refund_address,
                     idempotency_key,
                 };
-                Some(match service.accept(&req).await {
+                Some(match service.accept(&req, partner.as_ref()).await {
                     Ok((_, swap)) => {
                         if let Ok(mut w) = watched.lock() {
                             if w.len() < MAX_WATCHED_SWAPS {

@@ -46,7 +46,19 @@ pub trait LiquidityApi: Send + Sync {
 
     /// A firm, signed quote for the exact size asked. Validates the asset
     /// tickers and the amount string.
-    async fn quote(&self, rfq: &RfqRequest) -> Result<Quote, LiquidityError>;
+    async fn quote(&self, rfq: &RfqRequest) -> Result<Quote, LiquidityError> {
+        self.quote_with_partner_fee(rfq, rust_decimal::Decimal::ZERO)
+            .await
+    }
+
+    /// A firm quote for a partner app: its fee, in basis points of the
+    /// amount out, is added to the client's cost and shown in the quote
+    /// (`partner_fee`).
+    async fn quote_with_partner_fee(
+        &self,
+        rfq: &RfqRequest,
+        partner_fee_bps: rust_decimal::Decimal,
+    ) -> Result<Quote, LiquidityError>;
 
     /// Binds a live quote to a swap and reserves the payout's inventory.
     /// Locking the same quote for the same swap again returns the same

@@ -268,6 +268,9 @@ pub struct Priced {
     /// The inventory skew applied, in basis points (negative improves the
     /// price).
     pub skew_bps: Decimal,
+    /// The partner's fee taken out of the amount out, in base units of `to`
+    /// (rounded down); `None` without a partner fee.
+    pub partner_fee: Option<Amount>,
 }
 
 fn policy<'a>(
@@ -356,13 +359,32 @@ pub fn price(
     exposure: &Exposure,
     req: &PriceRequest<'_>,
 ) -> Result<Priced, LiquidityError> {
+    price_with_partner_fee(cfg, books, exposure, req, Decimal::ZERO)
+}
+
+/// Prices a request for a partner app whose fee, `partner_fee_bps` of the
+/// amount out before the house's spread and the network fee, is added to
+/// the client's cost (the client receives less, or sends more). Pure.
+pub fn price_with_partner_fee(
+    cfg: &LiquidityConfig,
+    books: &Books,
+    exposure: &Exposure,
+    req: &PriceRequest<'_>,
+    partner_fee_bps: Decimal,
+) -> Result<Priced, LiquidityError> {
     let (from, to) = (&req.from.id, &req.to.id);
+    if partner_fee_bps.is_sign_negative() || partner_fee_bps >= BPS {
+        return Err(LiquidityError::BadRequest(format!(
+            "partner fee {partner_fee_bps} bps is out of range"
+        )));
+    }
+    let partner_k = partner_fee_bps / BPS;
     let legs = route(cfg, from, to)?;
     let from_policy = policy(cfg, from)?;
     let to_policy = policy(cfg, to)?;
     let fee_k = Decimal::ONE - cfg.venue_fee_bps / BPS;
     let skew = skew_bps(cfg, exposure, from, to);
-    let house_k = Decimal::ONE - (cfg.spread_bps + skew) / BPS;
+    let house_k = Decimal::ONE - (cfg.spread_bps + skew + partner_fee_bps) / BPS;
     if fee_k <= Decimal::ZERO || house_k <= Decimal::ZERO {
         return Err(LiquidityError::Internal(
             "fees, spread and skew take the whole amount; check the configuration".into(),
@@ -376,6 +398,7 @@ pub fn price(
         }
     };
 
+    let partner_exact;
     let (in_exact, out_exact, rate) = match req.side {
         AmountSide::From => {
             let in_exact = bounded(to_decimal(req.amount, req.from, Some(from_policy))?, from)?;
@@ -389,6 +412,7 @@ pub fn price(
                 note_usd(leg.output_asset(), x, &mut notional_usd);
             }
             let gross = x * house_k;
+            partner_exact = x * partner_k;
             let out = gross - network_fee;
             if out <= Decimal::ZERO {
                 return Err(LiquidityError::BelowNetworkFee {
@@ -407,6 +431,7 @@ pub fn price(
             }
             let gross = out_exact + network_fee;
             let mut x = gross / house_k;
+            partner_exact = x * partner_k;
             for leg in legs.iter().rev() {
                 x = reverse(books, leg, x / fee_k)?;
                 note_usd(leg.input_asset(), x, &mut notional_usd);
@@ -483,6 +508,19 @@ pub fn price(
         rate,
         notional_usd,
         skew_bps: skew,
+        partner_fee: if partner_fee_bps.is_zero() {
+            None
+        } else {
+            Some(
+                Amount::from_decimal_floor(partner_exact, req.to.decimals).map_err(|e| {
+                    LiquidityError::InvalidAmount {
+                        asset: to.to_string(),
+                        input: partner_exact.to_string(),
+                        reason: e.to_string(),
+                    }
+                })?,
+            )
+        },
     })
 }
 

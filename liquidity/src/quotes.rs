@@ -42,8 +42,9 @@ impl QuoteSigner {
 
     /// The terms of a quote as the exact string that is signed: every field
     /// but the signature, one per line, timestamps in milliseconds.
+    /// A partner fee, when there is one, is a last line.
     pub fn canonical(quote: &Quote) -> String {
-        format!(
+        let mut terms = format!(
             "swap-quote-v1\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
             quote.quote_id,
             quote.from,
@@ -56,7 +57,12 @@ impl QuoteSigner {
             quote.network_fee,
             quote.created_at.timestamp_millis(),
             quote.expires_at.timestamp_millis(),
-        )
+        );
+        if let Some(fee) = &quote.partner_fee {
+            terms.push_str("\npartner_fee:");
+            terms.push_str(fee);
+        }
+        terms
     }
 
     fn mac(&self, quote: &Quote) -> HmacSha256 {
@@ -103,6 +109,9 @@ pub fn build_quote(
         amount_out_base_units: priced.amount_out,
         price: priced.price,
         network_fee: priced.network_fee.to_decimal_string(to.decimals),
+        partner_fee: priced
+            .partner_fee
+            .map(|fee| fee.to_decimal_string(to.decimals)),
         created_at,
         expires_at: created_at + ttl,
         signature: String::new(),
@@ -128,6 +137,11 @@ impl QuoteStore {
 
     pub fn len(&self) -> usize {
         self.quotes.len()
+    }
+
+    /// Every quote held, by id.
+    pub fn iter(&self) -> impl Iterator<Item = &Quote> {
+        self.quotes.values()
     }
 
     pub fn is_empty(&self) -> bool {

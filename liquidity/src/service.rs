@@ -190,8 +190,33 @@ impl Liquidity {
 
     /// Each venue's connection as the desk sees it: connected, age of the
     /// last update, last sequence, reconnects, resyncs, latency.
+    /// A feed that keeps no such bookkeeping (the simulated venue) gets its
+    /// last update and sequence from the newest book it published.
     pub fn venue_status(&self) -> Vec<crate::venue::VenueStatus> {
-        self.inner.venues.iter().map(|v| v.status()).collect()
+        self.inner
+            .venues
+            .iter()
+            .map(|v| {
+                let mut status = v.status();
+                if status.last_update_at.is_none() {
+                    let newest = self
+                        .inner
+                        .feeds
+                        .values()
+                        .flatten()
+                        .filter(|(name, _)| name == v.name())
+                        .filter_map(|(_, rx)| {
+                            rx.borrow().as_ref().map(|b| (b.received_at, b.sequence))
+                        })
+                        .max();
+                    if let Some((at, sequence)) = newest {
+                        status.last_update_at = Some(at);
+                        status.last_sequence.get_or_insert(sequence);
+                    }
+                }
+                status
+            })
+            .collect()
     }
 
     /// The aggregated book of a market at `now`.
@@ -296,6 +321,23 @@ impl Liquidity {
         self.state().exposure.clone()
     }
 
+    /// Quotes handed out, not expired at the engine's `now` and not locked
+    /// (for the desk).
+    pub fn open_quotes(&self) -> Vec<Quote> {
+        let now = self.now();
+        let st = self.state();
+        st.quotes
+            .iter()
+            .filter(|q| q.expires_at > now && !st.locks.is_locked(&q.quote_id))
+            .cloned()
+            .collect()
+    }
+
+    /// The engine's clock now (the time staleness is judged by).
+    pub fn clock_now(&self) -> Timestamp {
+        self.now()
+    }
+
     /// The locks held now.
     pub fn locks(&self) -> Vec<PriceLock> {
         self.state().locks.locks().cloned().collect()
@@ -385,7 +427,11 @@ impl LiquidityApi for Liquidity {
     }
 
     #[tracing::instrument(name = "liquidity.quote", skip_all, fields(from = %rfq.from, to = %rfq.to, amount = %rfq.amount))]
-    async fn quote(&self, rfq: &RfqRequest) -> Result<Quote, LiquidityError> {
+    async fn quote_with_partner_fee(
+        &self,
+        rfq: &RfqRequest,
+        partner_fee_bps: Decimal,
+    ) -> Result<Quote, LiquidityError> {
         self.ensure_not_halted()?;
         let from = self.asset(&rfq.from)?;
         let to = self.asset(&rfq.to)?;
@@ -417,7 +463,8 @@ impl LiquidityApi for Liquidity {
             amount,
             side: rfq.amount_side,
         };
-        let priced = pricing::price(cfg, &books, &exposure, &req)?;
+        let priced =
+            pricing::price_with_partner_fee(cfg, &books, &exposure, &req, partner_fee_bps)?;
         let quote = build_quote(
             &self.inner.signer,
             &priced,

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use liquidity::book::aggregate;
-use liquidity::pricing::{price, Books, Exposure, PriceRequest, Priced};
+use liquidity::pricing::{price, price_with_partner_fee, Books, Exposure, PriceRequest, Priced};
 use liquidity::{Book, Level, LiquidityConfig, LiquidityError};
 use proptest::prelude::*;
 use proto::api::{AmountSide, ErrorCode};
@@ -290,6 +290,64 @@ fn single_leg_price_is_vwap_less_fee_and_spread() {
             .unwrap()
             .normalize()
     );
+}
+
+#[test]
+fn partner_fee_is_added_to_the_clients_cost_and_reported() {
+    let cfg = config();
+    let books = books_from(usd_books("v", t0()));
+    let (btc, usdc) = (spec(&cfg, "BTC"), spec(&cfg, "USDC"));
+    let with_fee = |amount: u128, side: AmountSide, bps: &str| {
+        let (from, to) = match side {
+            AmountSide::From => (&btc, &usdc),
+            AmountSide::To => (&usdc, &btc),
+        };
+        price_with_partner_fee(
+            &cfg,
+            &books,
+            &Exposure::new(),
+            &PriceRequest {
+                from,
+                to,
+                amount: Amount::from_base_units(amount),
+                side,
+            },
+            d(bps),
+        )
+    };
+    // Selling 2 BTC: the same walk as without a partner, with 30 bp more
+    // taken before the house's 20 bp spread is applied to what is left.
+    let p = with_fee(200_000_000, AmountSide::From, "30").unwrap();
+    let walked = (d("89982") + d("89937")) * d("0.999") / d("1.0001") * d("0.999");
+    assert_eq!(p.amount_out_exact, walked * d("0.995"));
+    assert_eq!(
+        p.partner_fee,
+        Some(Amount::from_decimal_floor(walked * d("0.003"), 6).unwrap())
+    );
+    let plain = with_fee(200_000_000, AmountSide::From, "0").unwrap();
+    assert_eq!(plain.partner_fee, None);
+    assert_eq!(plain.amount_out_exact, walked * d("0.998"));
+    // What the client gets plus the partner's fee is at most what it got
+    // without a partner (the fee is rounded down, the payout too).
+    assert!(
+        whole(p.amount_out, 6) + whole(p.partner_fee.unwrap(), 6) <= whole(plain.amount_out, 6)
+    );
+    // Exact output: the client sends more for the same BTC.
+    let a = with_fee(10_000_000, AmountSide::To, "50").unwrap();
+    let b = with_fee(10_000_000, AmountSide::To, "0").unwrap();
+    assert_eq!(a.amount_out, b.amount_out);
+    assert!(a.amount_in > b.amount_in);
+    assert!(a.partner_fee.unwrap() > Amount::ZERO);
+    // The same call with no partner is `price`.
+    assert_eq!(
+        plain,
+        run(&cfg, &books, "BTC", "USDC", "2", AmountSide::From).unwrap()
+    );
+    // A fee that is negative or takes everything is refused.
+    for bad in ["-1", "10000"] {
+        let err = with_fee(200_000_000, AmountSide::From, bad).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::BadRequest, "{bad}");
+    }
 }
 
 #[test]

@@ -57,6 +57,10 @@ pub struct Quote {
     pub price: Price,
     /// The payout's network fee, in `to`, already taken out of `amount_out`.
     pub network_fee: String,
+    /// The fee of the partner app that asked for the quote, in `to`, already
+    /// taken out of `amount_out`; absent without a partner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partner_fee: Option<String>,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
     #[schema(value_type = String, format = DateTime)]
@@ -351,7 +355,15 @@ pub enum ErrorCode {
     SwapNotFound,
     IdempotencyConflict,
     TradingHalted,
+    /// Too many requests or messages; wait `Retry-After` seconds (REST) or
+    /// as the message says (websocket).
     RateLimited,
+    /// No such API key (or an unreadable one).
+    Unauthorized,
+    /// The API key is known but revoked.
+    Forbidden,
+    /// The request body is larger than the gateway accepts.
+    PayloadTooLarge,
     /// The node refused a relayed transaction; the message says why.
     TransactionRejected,
     Unavailable,
@@ -439,4 +451,32 @@ pub enum ServerMessage {
         code: ErrorCode,
         message: String,
     },
+}
+
+/// One of the engine's payments as the desk sees it (the approval queue).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeskPayment {
+    pub payment_id: String,
+    #[schema(value_type = String, format = Uuid)]
+    pub swap_id: SwapId,
+    /// `payout` or `refund`.
+    pub kind: String,
+    #[schema(value_type = String, example = "BTC")]
+    pub asset: AssetId,
+    #[schema(value_type = String, example = "bitcoin-regtest")]
+    pub network: Network,
+    pub address: String,
+    /// In whole units.
+    pub amount: String,
+    #[schema(value_type = String, pattern = "^[0-9]+$")]
+    pub amount_base_units: Amount,
+    /// `intent`, `approval` (waiting for the desk), `signed`, `broadcast`,
+    /// `confirmed`.
+    pub status: String,
+    pub txid: Option<String>,
+    /// Why it waits, when it does.
+    pub reason: Option<String>,
+    pub approved_by: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
 }

@@ -73,6 +73,18 @@ pub enum TxStatus {
     Dropped { replaced_by: Option<String> },
 }
 
+impl TxStatus {
+    /// The variant's name: `seen`, `confirmed`, `unconfirmed` or `dropped`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TxStatus::Seen => "seen",
+            TxStatus::Confirmed { .. } => "confirmed",
+            TxStatus::Unconfirmed { .. } => "unconfirmed",
+            TxStatus::Dropped { .. } => "dropped",
+        }
+    }
+}
+
 /// A fact observed on a chain by the node gateway.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

@@ -83,6 +83,7 @@ fn quote() -> Quote {
         amount_out_base_units: Amount::from_base_units(431_200_000_000_000_000),
         price: Price(dec!(28.746666666666666667)),
         network_fee: "0.000042".into(),
+        partner_fee: None,
         created_at: t(0),
         expires_at: t(30),
         signature: "ab".repeat(32),

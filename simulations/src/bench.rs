@@ -15,6 +15,7 @@ pub mod address_derivation;
 pub mod chain_ingest;
 pub mod persisted_transition;
 pub mod pg;
+pub mod quote_fanout;
 pub mod rfq_pricing;
 
 /// Errors of a benchmark run (measurement figures are `f64`: rates, not money).
@@ -192,6 +193,11 @@ pub const REGISTRY: &[Benchmark] = &[
         name: "rfq-pricing",
         about: "µs to price one RFQ from 3 venues x 50 levels (aggregate + walk + costs) vs walking one venue's single book, no aggregation",
         run: |c| Box::pin(rfq_pricing::run(c)),
+    },
+    Benchmark {
+        name: "quote-fanout",
+        about: "p99 delivered-tick latency of 1,000/5,000/10,000 websocket clients on BTC/ETH at 10 Hz through the gateway vs a bare tokio-tungstenite broadcast server; throughput and idle memory per client in detail",
+        run: |c| Box::pin(quote_fanout::run(c)),
     },
 ];
 

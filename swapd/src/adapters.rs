@@ -57,6 +57,10 @@ impl ChainAccess for NodeChains {
             .map_err(|e| e.to_string())
     }
 
+    async fn btc_fee_rate(&self, network: Network) -> Result<u64, String> {
+        bitcoin_fee_rate(&self.0, network).await
+    }
+
     async fn eth_fees(&self, network: Network) -> Result<Eip1559Fees, String> {
         let rpc = self.eth(network)?;
         let tip = rpc
@@ -87,6 +91,22 @@ impl NodeChains {
             Network::Bitcoin(_) => Err(format!("{network} is not an Ethereum network")),
         }
     }
+}
+
+/// The node's fee estimate for confirmation within 2 blocks, in sat/vB
+/// (rounded up); a fixed fallback when the node has no estimate yet (a
+/// fresh regtest chain). Deposit PSBTs and the hot wallet's payouts both
+/// use it.
+async fn bitcoin_fee_rate(nodes: &NodeGateway, network: Network) -> Result<u64, String> {
+    let rpc = match (network, nodes.bitcoin_rpc()) {
+        (Network::Bitcoin(_), Some(rpc)) => rpc,
+        _ => return Err(format!("no Bitcoin node for {network}")),
+    };
+    let estimate = rpc.estimate_smart_fee(2).await.map_err(|e| e.to_string())?;
+    Ok(estimate
+        .sat_per_kvb
+        .map(|kvb| kvb.div_ceil(1000).max(1))
+        .unwrap_or(FALLBACK_SAT_PER_VB))
 }
 
 /// Liquidity, as the hot wallet sees it.
@@ -144,15 +164,7 @@ impl gateway::DepositChains for RelayChains {
     }
 
     async fn bitcoin_fee_rate(&self, network: Network) -> Result<u64, String> {
-        let rpc = match (network, self.0.bitcoin_rpc()) {
-            (Network::Bitcoin(_), Some(rpc)) => rpc,
-            _ => return Err(format!("no Bitcoin node for {network}")),
-        };
-        let estimate = rpc.estimate_smart_fee(2).await.map_err(|e| e.to_string())?;
-        Ok(estimate
-            .sat_per_kvb
-            .map(|kvb| kvb.div_ceil(1000).max(1))
-            .unwrap_or(FALLBACK_SAT_PER_VB))
+        bitcoin_fee_rate(&self.0, network).await
     }
 
     async fn ethereum_params(
@@ -219,5 +231,96 @@ fn local_txid(network: Network, raw_tx: &[u8]) -> Option<String> {
             .ok()
             .map(|tx| tx.compute_txid().to_string()),
         Network::Ethereum(_) => Some(format!("{:#x}", alloy_primitives::keccak256(raw_tx))),
+    }
+}
+
+/// What the gateway's readiness and desk learn about the bus and the chains.
+#[derive(Debug)]
+pub struct EngineProbes {
+    pub bus: infra::bus::LocalBus,
+    pub nodes: NodeGateway,
+    /// The chains the node gateway was configured to follow.
+    pub networks: Vec<Network>,
+}
+
+#[async_trait]
+impl gateway::ops::Probes for EngineProbes {
+    async fn bus(&self) -> Result<Vec<gateway::ops::BusLagView>, String> {
+        let lags = self.bus.consumer_lag().await.map_err(|e| e.to_string())?;
+        Ok(lags
+            .into_iter()
+            .map(|l| gateway::ops::BusLagView {
+                group: l.group,
+                topic: l.topic,
+                messages: l.messages,
+            })
+            .collect())
+    }
+
+    fn chains(&self) -> Vec<gateway::ops::ChainView> {
+        self.networks
+            .iter()
+            .map(|n| gateway::ops::ChainView {
+                network: n.to_string(),
+                tip_height: self.nodes.tip(*n).map(|t| t.height),
+            })
+            .collect()
+    }
+}
+
+/// The desk's approval queue, backed by the hot wallet.
+#[derive(Clone)]
+pub struct HotWalletPanels(pub hot_wallet::HotWallet);
+
+impl std::fmt::Debug for HotWalletPanels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HotWalletPanels")
+    }
+}
+
+fn approval_view(p: proto::api::DeskPayment) -> gateway::ops::ApprovalView {
+    gateway::ops::ApprovalView {
+        payment_id: p.payment_id,
+        swap_id: p.swap_id.to_string(),
+        kind: p.kind,
+        asset: p.asset.to_string(),
+        amount: p.amount,
+        address: p.address,
+        requested_at: p.created_at,
+        status: if p.status == "approval" {
+            "held".to_owned()
+        } else {
+            "approved".to_owned()
+        },
+    }
+}
+
+#[async_trait]
+impl gateway::ops::DeskPanels for HotWalletPanels {
+    async fn approvals(&self) -> Option<Result<Vec<gateway::ops::ApprovalView>, gateway::Failure>> {
+        use hot_wallet::HotWalletApi;
+        Some(
+            self.0
+                .payments_awaiting_approval()
+                .await
+                .map(|v| v.into_iter().map(approval_view).collect())
+                .map_err(gateway::Failure::from),
+        )
+    }
+
+    async fn approve(
+        &self,
+        payment_id: &str,
+    ) -> Option<Result<gateway::ops::ApprovalView, gateway::Failure>> {
+        use hot_wallet::HotWalletApi;
+        // The desk token is one shared credential: approvals are recorded
+        // as the desk's.
+        Some(
+            self.0
+                .approve_payment(payment_id, "desk")
+                .await
+                .map(approval_view)
+                .map_err(gateway::Failure::from),
+        )
     }
 }

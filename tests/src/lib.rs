@@ -1,5 +1,7 @@
 //! End-to-end tests live in `tests/`; this library holds their shared harness.
 
+pub mod prometheus;
+
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -9,17 +11,22 @@ use swapd::embedded::{self, Embedded, EmbeddedConfig};
 /// An embedded engine in this process on loopback ports the OS picks, its
 /// data in `dir`; Bitcoin blocks are mined only when a test asks.
 pub async fn start_engine(dir: &Path) -> Embedded {
+    start_engine_with(dir, |_| {}).await
+}
+
+/// [`start_engine`] with the configuration changed by `adjust` first.
+pub async fn start_engine_with(dir: &Path, adjust: impl FnOnce(&mut EmbeddedConfig)) -> Embedded {
     let any: SocketAddr = ([127, 0, 0, 1], 0).into();
-    embedded::start(EmbeddedConfig {
+    let mut cfg = EmbeddedConfig {
         data_dir: dir.to_path_buf(),
         gateway_listen: any,
         bitcoin_rpc_listen: any,
         ethereum_rpc_listen: any,
         bitcoin_block_interval: None,
         ..EmbeddedConfig::default()
-    })
-    .await
-    .expect("embedded engine starts")
+    };
+    adjust(&mut cfg);
+    embedded::start(cfg).await.expect("embedded engine starts")
 }
 
 /// One Bitcoin Core JSON-RPC call; panics with the node's answer on error.

@@ -163,12 +163,23 @@ const CODES: &[&str] = &[
     "idempotency_conflict",
     "trading_halted",
     "rate_limited",
+    "unauthorized",
+    "forbidden",
+    "payload_too_large",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_million_random_and_mutated_frames_each_get_one_typed_answer() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = tests::start_engine(dir.path()).await;
+    // The per-connection message rate is tested in limits.rs; here every
+    // frame must reach the protocol.
+    let engine = tests::start_engine_with(dir.path(), |cfg| {
+        cfg.gateway_limits.ws_messages = gateway::Rate {
+            per_second: 10_000_000,
+            burst: 10_000_000,
+        };
+    })
+    .await;
     let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/v1/ws", engine.gateway_addr))
         .await
         .unwrap();
