@@ -67,7 +67,7 @@ struct Inner {
     liquidity: LiquidityConfig,
     cfg: HedgeConfig,
     clock: Arc<dyn Clock>,
-    /// Every order, in the order planned.
+    /// Every order: loaded, then planned.
     orders: Mutex<Vec<HedgeOrder>>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
@@ -131,7 +131,8 @@ impl Hedger {
         }
     }
 
-    /// Every hedge order, in the order planned, as last known.
+    /// Every hedge order as last known: those loaded at start first (oldest
+    /// first, ties by client order id), then those planned since.
     pub fn orders(&self) -> Vec<HedgeOrder> {
         self.inner.orders().clone()
     }

@@ -213,8 +213,12 @@ async fn an_executed_swap_is_hedged_on_both_legs_and_its_pnl_follows() {
     assert_eq!(r.server.order_reports().len(), 2);
 
     // Persisted as recorded.
+    let by_id = |mut v: Vec<HedgeOrder>| {
+        v.sort_by(|a, b| a.client_order_id.cmp(&b.client_order_id));
+        v
+    };
     let stored = liquidity::hedge_store::load(&r.db).await.unwrap();
-    assert_eq!(stored, orders);
+    assert_eq!(by_id(stored), by_id(orders.clone()));
 
     // P&L: short BTC, long ETH at the fill prices, marked at the mids.
     let pnl = r.liq.pnl();
@@ -245,7 +249,7 @@ async fn an_executed_swap_is_hedged_on_both_legs_and_its_pnl_follows() {
     )
     .await
     .unwrap();
-    assert_eq!(again.orders(), orders);
+    assert_eq!(by_id(again.orders()), by_id(orders.clone()));
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(r.server.order_reports().len(), 2);
     stop.cancel();
