@@ -446,10 +446,14 @@ async fn refresh_gauges(ops: &Ops) {
             metrics::gauge!(VENUE_STALENESS, "venue" => v.venue).set(ms as f64 / 1000.0);
         }
     }
-    let halted = if ops.liquidity.trading_state().is_active() {
-        0.0
-    } else {
+    // Reducing (only exposure-reducing quotes) is not a halt.
+    let halted = if matches!(
+        ops.liquidity.trading_state(),
+        liquidity::TradingState::Halted { .. }
+    ) {
         1.0
+    } else {
+        0.0
     };
     metrics::gauge!(TRADING_HALTED).set(halted);
     if let Ok(lags) = ops.probes.bus().await {

@@ -113,7 +113,8 @@ pub struct SwapTerms {
 }
 
 /// A deposit output: the transaction id and the output index (for
-/// Ethereum, 0 for a native transfer or the log index of an ERC-20 transfer).
+/// Ethereum, 0 for a native transfer, or 1 + the transfer's place among the
+/// configured tokens' `Transfer` logs of the transaction for an ERC-20).
 /// Written `txid:output`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct DepositKey {

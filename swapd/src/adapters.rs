@@ -267,3 +267,66 @@ impl gateway::ops::Probes for EngineProbes {
             .collect()
     }
 }
+
+/// The desk's hedge and P&L panels, backed by liquidity's hedger.
+#[derive(Clone)]
+pub struct LiquidityPanels(pub Arc<liquidity::Liquidity>);
+
+impl std::fmt::Debug for LiquidityPanels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LiquidityPanels")
+    }
+}
+
+#[async_trait]
+impl gateway::ops::DeskPanels for LiquidityPanels {
+    async fn hedges(&self) -> Option<Result<Vec<gateway::ops::HedgeView>, gateway::Failure>> {
+        use liquidity::hedge::HedgeStatus;
+        let mut orders: Vec<gateway::ops::HedgeView> = self
+            .0
+            .hedges()
+            .into_iter()
+            .map(|o| gateway::ops::HedgeView {
+                client_order_id: o.client_order_id,
+                swap_id: Some(o.swap_id.to_string()),
+                venue: o.venue,
+                market: o.market.to_string(),
+                side: o.side.as_str().to_owned(),
+                amount: o.qty.normalize().to_string(),
+                filled: o.filled_qty.normalize().to_string(),
+                average_price: o.avg_price.map(|p| p.normalize().to_string()),
+                status: match o.status {
+                    HedgeStatus::Pending => "open".to_owned(),
+                    HedgeStatus::Filled => "filled".to_owned(),
+                    HedgeStatus::PartiallyFilled => "partially_filled".to_owned(),
+                    HedgeStatus::Rejected { reason } => format!("rejected: {reason}"),
+                    HedgeStatus::GaveUp { reason } => format!("gave_up: {reason}"),
+                },
+                created_at: o.created_at,
+            })
+            .collect();
+        orders.sort_by_key(|o| std::cmp::Reverse(o.created_at));
+        Some(Ok(orders))
+    }
+
+    async fn pnl(&self) -> Option<Result<gateway::ops::PnlView, gateway::Failure>> {
+        let per_asset = self.0.pnl();
+        let realized: rust_decimal::Decimal = per_asset.values().map(|p| p.realized).sum();
+        let unrealized: rust_decimal::Decimal = per_asset.values().map(|p| p.unrealized).sum();
+        Some(Ok(gateway::ops::PnlView {
+            currency: "USD".to_owned(),
+            realized: realized.round_dp(2).to_string(),
+            unrealized: unrealized.round_dp(2).to_string(),
+            assets: per_asset
+                .into_iter()
+                .map(|(asset, p)| gateway::ops::AssetPnl {
+                    asset: asset.to_string(),
+                    position: p.position.normalize().to_string(),
+                    realized: p.realized.round_dp(2).to_string(),
+                    unrealized: p.unrealized.round_dp(2).to_string(),
+                })
+                .collect(),
+            at: chrono::Utc::now(),
+        }))
+    }
+}

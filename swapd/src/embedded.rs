@@ -342,7 +342,7 @@ pub async fn start(cfg: EmbeddedConfig) -> anyhow::Result<Embedded> {
             nodes: nodes.clone(),
             networks: vec![Network::Bitcoin(BITCOIN), Network::Ethereum(ETHEREUM)],
         }),
-        Arc::new(gateway::ops::NoPanels),
+        Arc::new(crate::adapters::LiquidityPanels(liquidity.clone())),
         desk_token.clone(),
     );
 

@@ -4,9 +4,15 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use liquidity::{Liquidity, LiquidityConfig, LockStatus, PriceLock, SystemClock, VenueFeed};
+use std::time::Duration;
+
+use liquidity::venue::orders::{ApiCredentials, RestOrderVenue};
+use liquidity::{
+    HedgeConfig, Hedger, Liquidity, LiquidityConfig, LockStatus, PriceLock, SystemClock, VenueFeed,
+};
 use proto::api::Quote;
 use proto::Assets;
+use simulators::venue::server::VenueServer;
 use simulators::venue::{SimVenue, SimVenueConfig};
 use state_machine::machine::{Execution, Swap};
 use state_machine::store::SwapStore;
@@ -26,14 +32,48 @@ pub async fn start(
 ) -> anyhow::Result<Arc<Liquidity>> {
     let key = signing_key(cfg)?;
     let venue = SimVenue::start(SimVenueConfig::new("simvenue", seed()), shutdown.clone());
+    // Hedge orders go to the simulated venue's REST order endpoint on
+    // loopback, signed as a real venue wants them (credentials made per run).
+    let server = VenueServer::start(
+        Arc::clone(&venue),
+        ([127, 0, 0, 1], 0).into(),
+        shutdown.clone(),
+    )
+    .await
+    .context("starting the simulated venue's order endpoint")?;
+    let secret: [u8; 32] = rand::random();
+    let creds = ApiCredentials::new("embedded-hedger", &secret);
+    server.require_credentials(creds.clone());
+    let order_venue = RestOrderVenue::new(
+        "simvenue",
+        &server.orders_url(),
+        creds,
+        Duration::from_secs(5),
+    )
+    .context("building the hedge order client")?;
     let venues: Vec<Arc<dyn VenueFeed>> = vec![venue];
+    let liquidity_cfg = LiquidityConfig::dev(assets, &key);
+    let clock: Arc<dyn liquidity::Clock> = Arc::new(SystemClock);
     let liquidity = Liquidity::start(
-        LiquidityConfig::dev(assets, &key),
+        liquidity_cfg.clone(),
         venues,
-        Arc::new(SystemClock),
-        shutdown,
+        Arc::clone(&clock),
+        shutdown.clone(),
     )
     .context("starting the liquidity service")?;
+    let hedger = Hedger::start(
+        store.db().clone(),
+        Arc::new(order_venue),
+        liquidity_cfg,
+        HedgeConfig::default(),
+        clock,
+        shutdown,
+    )
+    .await
+    .context("starting the hedger")?;
+    liquidity
+        .attach_hedger(hedger)
+        .context("attaching the hedger")?;
     let locks = open_locks(store).await?;
     if !locks.is_empty() {
         tracing::info!(count = locks.len(), "restoring price locks of open swaps");

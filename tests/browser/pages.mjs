@@ -156,9 +156,18 @@ async function deskPage() {
   // Charts fill with a few snapshots.
   await page.waitForSelector("#price-chart svg polyline", { timeout: 10_000 });
   check(true, "price chart drawn");
-  // Panels the engine does not back yet say so.
-  await page.waitForSelector("#hedges [data-unavailable]");
-  check(true, "hedge orders panel says it is not provided yet");
+  // The completed swap was hedged on the venue; P&L comes from the fills.
+  await page.waitForFunction(
+    () => [...document.querySelectorAll("#hedges tbody tr")].some((tr) => tr.textContent.includes("filled")),
+    null,
+    { timeout: 15_000 },
+  );
+  check(true, "hedge orders shown, filled");
+  await page.waitForSelector("#pnl p");
+  check((await page.textContent("#pnl p")).includes("Realized"), "P&L shown");
+  // A panel the engine does not back yet says so.
+  await page.waitForSelector("#custody [data-unavailable]");
+  check(true, "custody panel says it is not provided yet");
   const held = env("HELD_PAYMENT_ID");
   await page.waitForSelector(`#approvals tr[data-payment="${held}"] button.approve`);
   check((await page.textContent(`#approvals tr[data-payment="${held}"]`)).includes("3 BTC"), "held 3 BTC payout listed");

@@ -209,15 +209,27 @@ async fn desk_api_halts_resumes_and_shows_swaps() {
         .await;
     assert_eq!(status, 401);
 
-    // Panels other services will back: not invented.
-    for path in ["/v1/desk/custody", "/v1/desk/hedges", "/v1/desk/pnl"] {
-        let (status, body) = desk.get(path).await;
-        assert_eq!(
-            (status, body["code"].as_str()),
-            (501, Some("unavailable")),
-            "{path}"
-        );
-    }
+    // Custody tiers are not backed yet: not invented.
+    let (status, body) = desk.get("/v1/desk/custody").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (501, Some("unavailable")),
+        "{body}"
+    );
+    // Nothing executed yet: no hedge, no P&L.
+    let (status, body) = desk.get("/v1/desk/hedges").await;
+    assert_eq!(
+        (status, body.as_array().map(Vec::len)),
+        (200, Some(0)),
+        "{body}"
+    );
+    let (status, body) = desk.get("/v1/desk/pnl").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["currency"].as_str(), body["realized"].as_str()),
+        (Some("USD"), Some("0")),
+        "{body}"
+    );
 
     // The live feed: a wrong first frame closes it; the token opens it.
     let url = format!("ws://{}/v1/desk/ws", engine.gateway_addr);
