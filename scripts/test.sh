@@ -8,7 +8,9 @@
 # It installs and starts PostgreSQL (scripts/pg.sh) and a Kafka-protocol
 # broker (scripts/kafka.sh; tansu from crates.io, built once, ~12 minutes on
 # 2 cores), exports TEST_DATABASE_URL and TEST_KAFKA_BROKERS, and runs
-# `cargo test --workspace`. Builds go to $CARGO_TARGET_DIR, by default a
+# `cargo test --workspace`. The browser tests get Debian's chromium and the
+# npm package playwright-core from scripts/browser.sh (CHROMIUM_BIN,
+# PLAYWRIGHT_CORE_DIR). Builds go to $CARGO_TARGET_DIR, by default a
 # directory outside the clone that later runs reuse.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +24,8 @@ eval "$(scripts/pg.sh)"
 echo "test.sh: Kafka-protocol broker" >&2
 eval "$(scripts/kafka.sh)"
 eval "$(scripts/anvil.sh)"
+echo "test.sh: Chromium and playwright-core for the browser tests" >&2
+eval "$(scripts/browser.sh)"
 export TEST_DATABASE_URL TEST_KAFKA_BROKERS
 
 echo "test.sh: cargo test (target dir $CARGO_TARGET_DIR)" >&2

@@ -7,9 +7,11 @@
 pub mod error;
 pub mod limits;
 pub mod notify;
+pub mod ops;
 pub mod partners;
 mod service;
 pub mod signing;
+mod web;
 mod ws;
 
 use std::net::SocketAddr;
@@ -143,6 +145,9 @@ pub struct GatewayDeps {
     pub hot_wallet: Arc<dyn HotWalletApi>,
     pub chains: Arc<dyn DepositChains>,
     pub bus: infra::bus::SharedBus,
+    /// Metrics, readiness and the desk (`ops`); `None` in a gateway process
+    /// that holds neither liquidity nor the swap store.
+    pub ops: Option<ops::Ops>,
     /// The gateway's own tables (partners, webhook deliveries).
     pub db: infra::db::Db,
     /// Push, email and SMS.
@@ -267,6 +272,7 @@ pub fn router(service: Service) -> Router {
         .route("/v1/ws", get(ws::upgrade))
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/partner/webhook-deliveries", get(webhook_deliveries))
+        .merge(ops::routes().merge(web::routes()))
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(gate, limits::gate))
         .layer(cors)

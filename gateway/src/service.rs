@@ -98,6 +98,15 @@ impl Service {
         &self.inner.config
     }
 
+    pub(crate) fn hot_wallet(&self) -> &dyn hot_wallet::HotWalletApi {
+        self.inner.deps.hot_wallet.as_ref()
+    }
+
+    /// The desk's and readiness's view of the engine, if this process has one.
+    pub(crate) fn ops(&self) -> Option<&crate::ops::Ops> {
+        self.inner.deps.ops.as_ref()
+    }
+
     /// The partner records.
     pub fn partners(&self) -> &Arc<Partners> {
         &self.inner.partners
@@ -169,6 +178,17 @@ impl Service {
 
     /// A firm quote; a partner's fee is included.
     pub async fn rfq(&self, req: &RfqRequest, partner: Option<&Partner>) -> Result<Quote, Failure> {
+        let started = std::time::Instant::now();
+        let result = self.rfq_unmeasured(req, partner).await;
+        crate::ops::record_rfq(&result, started.elapsed());
+        result
+    }
+
+    async fn rfq_unmeasured(
+        &self,
+        req: &RfqRequest,
+        partner: Option<&Partner>,
+    ) -> Result<Quote, Failure> {
         let assets = &self.inner.config.assets;
         let from = assets
             .parse(req.from.trim())

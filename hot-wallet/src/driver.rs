@@ -8,9 +8,9 @@ use async_trait::async_trait;
 use infra::bus::{Delivery, Message, Subscription};
 use proto::api::SwapView;
 use proto::event::{topics, ChainEvent, Envelope, SwapStatusChanged, TxStatus};
-use proto::{AssetKind, EventId, Network, SwapId};
+use proto::{EventId, Network, SwapId};
 use serde::{Deserialize, Serialize};
-use state_machine::machine::{Action, PaymentOrder, Swap, SwapInput, SwapTerms};
+use state_machine::machine::{Action, Swap, SwapInput, SwapTerms};
 use state_machine::store::{
     AppendOutcome, CreateOutcome, NewEvent, NewSwap, OutboxMessage, StateUpdate, StoreError,
     SwapStore,
@@ -21,14 +21,13 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 
+mod payments;
+
 use crate::keys::Keyring;
-use crate::repo::{PaymentRow, PaymentStatus, Repo};
+use crate::repo::{PaymentRow, PaymentStatus, Repo, UtxoRow, UtxoState};
 use crate::signer::{LocalSigner, Signer};
 use crate::watch::DepositAccounts;
-use crate::{
-    BroadcastFailure, HotWalletApi, HotWalletConfig, HotWalletDeps, HotWalletError, OpenSwap,
-    SWAP_ACTIONS,
-};
+use crate::{HotWalletApi, HotWalletConfig, HotWalletDeps, HotWalletError, OpenSwap, SWAP_ACTIONS};
 
 /// An action as it travels on the `swap-actions` topic.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -60,6 +59,9 @@ struct Inner {
     /// Deposit addresses derive from these public keys only.
     deposits: DepositAccounts,
     eth_hot_address: String,
+    /// The Bitcoin inventory address (`m/84'/coin'/0'/1/0`): treasury
+    /// top-ups go here.
+    btc_inventory_address: String,
     store: SwapStore,
     repo: Repo,
     deps: HotWalletDeps,
@@ -97,15 +99,27 @@ impl HotWallet {
             .eth_address(0)
             .map_err(crate::keys::KeyError::from)?
             .to_checksum(None);
+        let btc_inventory_address = deposits
+            .btc_address_at(crate::watch::BtcAddressKind::P2wpkh, 1, 0)
+            .map_err(crate::keys::KeyError::from)?
+            .to_string();
         let signer: Arc<dyn Signer> = Arc::new(LocalSigner::new(Arc::new(keys)));
         let repo = Repo::open(deps.store.db().clone())
             .await
             .map_err(|e| HotWalletError::Internal(e.to_string()))?;
+        let btc_net = Network::Bitcoin(cfg.bitcoin_network);
+        repo.record_wallet_address(&btc_net.to_string(), &btc_inventory_address, 1, 0)
+            .await?;
+        deps.chains
+            .watch_address(btc_net, &btc_inventory_address)
+            .await
+            .map_err(HotWalletError::Chain)?;
         let wallet = HotWallet {
             inner: Arc::new(Inner {
                 signer,
                 deposits,
                 eth_hot_address,
+                btc_inventory_address,
                 store: deps.store.clone(),
                 repo,
                 deps,
@@ -154,13 +168,27 @@ impl HotWallet {
             w.consume(action_sub, s, Self::handle_action).await
         });
         let w = wallet.clone();
-        tracker.spawn(async move { w.run_ticker(shutdown).await });
+        let s = shutdown.clone();
+        tracker.spawn(async move { w.run_ticker(s).await });
+        let w = wallet.clone();
+        tracker.spawn(async move { w.run_payment_retries(shutdown).await });
         Ok(wallet)
     }
 
     /// The Ethereum account payouts are paid from.
     pub fn eth_hot_address(&self) -> &str {
         &self.inner.eth_hot_address
+    }
+
+    /// The Bitcoin address treasury top-ups of the hot wallet go to.
+    pub fn btc_inventory_address(&self) -> &str {
+        &self.inner.btc_inventory_address
+    }
+
+    /// The wallet's unspent Bitcoin outputs (any depth), as last reported.
+    pub async fn bitcoin_utxos(&self) -> Result<Vec<UtxoRow>, HotWalletError> {
+        let net = Network::Bitcoin(self.inner.cfg.bitcoin_network);
+        Ok(self.inner.repo.unspent_utxos(&net.to_string()).await?)
     }
 
     pub fn store(&self) -> &SwapStore {
@@ -353,6 +381,39 @@ impl HotWallet {
                 if address.eq_ignore_ascii_case(&self.inner.eth_hot_address) {
                     return Ok(());
                 }
+                if let Network::Bitcoin(_) = network {
+                    // Every output paying the wallet joins its UTXO set,
+                    // deposits included; inventory and change stop here.
+                    let net = network.to_string();
+                    if let Some((key_chain, key_index)) =
+                        self.inner.repo.bitcoin_key_of(&net, address).await?
+                    {
+                        let state = match status {
+                            TxStatus::Seen | TxStatus::Unconfirmed { .. } => UtxoState::Unconfirmed,
+                            TxStatus::Confirmed { depth, .. } => UtxoState::Confirmed {
+                                depth: u32::try_from(*depth).unwrap_or(u32::MAX),
+                            },
+                            TxStatus::Dropped { .. } => UtxoState::Dropped,
+                        };
+                        let value_sats = u64::try_from(amount.base_units()).map_err(|_| {
+                            HotWalletError::Internal(format!("{amount} sats out of range"))
+                        })?;
+                        let utxo = UtxoRow {
+                            network: net,
+                            txid: txid.clone(),
+                            vout: *output,
+                            address: address.clone(),
+                            key_chain,
+                            key_index,
+                            value_sats,
+                            confirmations: 0,
+                        };
+                        self.inner.repo.record_utxo(&utxo, state).await?;
+                        if key_chain != 0 {
+                            return Ok(());
+                        }
+                    }
+                }
                 let Some(record) = self
                     .inner
                     .store
@@ -362,6 +423,7 @@ impl HotWallet {
                     warn!(%network, %address, %txid, amount = %amount, "deposit to an address with no swap; left for review");
                     return Ok(());
                 };
+                metrics::counter!(infra::metrics::DEPOSITS, "network" => network.to_string(), "status" => status.kind()).increment(1);
                 let input = SwapInput::Deposit {
                     txid: txid.clone(),
                     output: *output,
@@ -371,17 +433,35 @@ impl HotWallet {
                 self.apply_logged(SwapId(record.swap_id), &input, envelope.id, "deposit")
                     .await
             }
-            ChainEvent::Transaction { txid, status, .. } => {
+            ChainEvent::Transaction {
+                txid,
+                status,
+                reverted,
+                ..
+            } => {
                 let Some(payment) = self.inner.repo.payment_by_txid(txid).await? else {
                     return Ok(());
                 };
+                let swap_id = parse_swap_id(&payment.swap_id)?;
+                if *reverted {
+                    // Mined, fee and nonce spent, nothing paid: never a
+                    // confirmation of the payment.
+                    error!(%swap_id, payment_id = %payment.payment_id, %txid, "payment reverted on chain");
+                    self.inner
+                        .repo
+                        .set_status(&payment.payment_id, PaymentStatus::Reverted)
+                        .await?;
+                    let input = SwapInput::PaymentReverted { txid: txid.clone() };
+                    return self
+                        .apply_logged(swap_id, &input, envelope.id, "payment_reverted")
+                        .await;
+                }
                 if let TxStatus::Confirmed { .. } = status {
                     self.inner
                         .repo
                         .set_status(&payment.payment_id, PaymentStatus::Confirmed)
                         .await?;
                 }
-                let swap_id = parse_swap_id(&payment.swap_id)?;
                 let input = SwapInput::PaymentObserved {
                     txid: txid.clone(),
                     status: status.clone(),
@@ -391,6 +471,7 @@ impl HotWallet {
             }
             ChainEvent::BlockConnected { .. }
             | ChainEvent::BlockDisconnected { .. }
+            | ChainEvent::Tip { .. }
             | ChainEvent::Finalized { .. } => Ok(()),
         }
     }
@@ -440,192 +521,13 @@ impl HotWallet {
                 let id = EventId::derive(&[&swap_id.to_string(), kind, &msg.cause.to_string()]);
                 self.apply_logged(swap_id, &input, id, kind).await
             }
-            Action::Pay(order) => {
-                let txid = self.pay(swap_id, &order).await?;
-                let input = SwapInput::PaymentBroadcast {
-                    payment_id: order.payment_id.clone(),
-                    txid: txid.clone(),
-                };
-                let id = EventId::derive(&[&order.payment_id, "broadcast", &txid]);
-                self.apply_logged(swap_id, &input, id, "payment_broadcast")
-                    .await
-            }
+            Action::Pay(order) => self.pay_and_report(swap_id, &order).await,
             Action::ReleaseLock { quote_id } => {
                 if let Err(e) = self.inner.deps.execution.release(quote_id).await {
                     warn!(%swap_id, %quote_id, error = %e, "lock release failed (ignored: locks also expire)");
                 }
                 Ok(())
             }
-        }
-    }
-
-    // ---- payments --------------------------------------------------------
-
-    /// Pays `order` exactly once: intent persisted, then signed bytes
-    /// persisted, then broadcast. Re-running it for the same payment id
-    /// rebroadcasts the stored transaction.
-    async fn pay(&self, swap_id: SwapId, order: &PaymentOrder) -> Result<String, HotWalletError> {
-        let _guard = self.inner.signing.lock().await;
-        let repo = &self.inner.repo;
-        let intent = PaymentRow {
-            payment_id: order.payment_id.clone(),
-            swap_id: swap_id.to_string(),
-            kind: format!("{:?}", order.kind).to_lowercase(),
-            network: order.network.to_string(),
-            asset: order.asset.to_string(),
-            address: order.address.clone(),
-            amount: order.amount.to_string(),
-            status: PaymentStatus::Intent,
-            txid: None,
-            raw_tx: None,
-            nonce: None,
-        };
-        let mut row = repo.insert_intent(&intent).await?;
-        // One payment id, one payment: an id already recorded with other
-        // terms is never signed or broadcast for this order.
-        let same_terms = (
-            &row.swap_id,
-            &row.network,
-            &row.asset,
-            &row.address,
-            &row.amount,
-        ) == (
-            &intent.swap_id,
-            &intent.network,
-            &intent.asset,
-            &intent.address,
-            &intent.amount,
-        );
-        if !same_terms {
-            error!(payment_id = %order.payment_id, stored = ?row, "payment id reused with different terms; refusing");
-            return Err(HotWalletError::Internal(format!(
-                "payment {} is recorded with different terms; refusing to pay",
-                order.payment_id
-            )));
-        }
-        if row.status == PaymentStatus::Intent {
-            let (signed, nonce) = self.sign_payment(order).await?;
-            repo.record_signed(
-                &order.payment_id,
-                &signed.txid,
-                &hex::encode(&signed.raw),
-                nonce,
-            )
-            .await?;
-            row = repo
-                .payment(&order.payment_id)
-                .await?
-                .ok_or_else(|| HotWalletError::Internal("payment row vanished".into()))?;
-            info!(%swap_id, payment_id = %order.payment_id, txid = ?row.txid, "payment.signed");
-        }
-        self.broadcast_row(&row).await
-    }
-
-    async fn sign_payment(
-        &self,
-        order: &PaymentOrder,
-    ) -> Result<(crate::payments::SignedTx, Option<i64>), HotWalletError> {
-        let spec = self
-            .inner
-            .cfg
-            .assets
-            .get(&order.asset)
-            .map_err(|e| HotWalletError::Invalid(e.to_string()))?
-            .clone();
-        match (order.network, &spec.kind) {
-            (Network::Ethereum(net), AssetKind::Native) => {
-                let to = proto::Address::parse(order.network, &order.address)
-                    .map_err(|e| HotWalletError::Invalid(e.to_string()))?
-                    .as_ethereum()
-                    .ok_or_else(|| HotWalletError::Invalid("not an Ethereum address".into()))?;
-                let chains = &self.inner.deps.chains;
-                let node_nonce = chains
-                    .eth_pending_nonce(order.network, &self.inner.eth_hot_address)
-                    .await
-                    .map_err(HotWalletError::Chain)?;
-                // Never reuse a nonce a signed payment holds, even if the
-                // node has not seen that payment yet.
-                let stored_next = self
-                    .inner
-                    .repo
-                    .max_nonce(&order.network.to_string())
-                    .await?
-                    .and_then(|n| u64::try_from(n).ok()?.checked_add(1))
-                    .unwrap_or(0);
-                let nonce = node_nonce.max(stored_next);
-                let mut fees = chains
-                    .eth_fees(order.network)
-                    .await
-                    .map_err(HotWalletError::Chain)?;
-                fees.max_fee_per_gas = fees
-                    .max_fee_per_gas
-                    .min(self.inner.cfg.eth_max_fee_per_gas_cap);
-                let value = order.amount.base_units();
-                let signed = crate::payments::sign_eth_transfer(
-                    self.inner.signer.as_ref(),
-                    0,
-                    net.chain_id(),
-                    nonce,
-                    to,
-                    value,
-                    fees,
-                )
-                .map_err(HotWalletError::Internal)?;
-                let nonce = i64::try_from(nonce)
-                    .map_err(|_| HotWalletError::Internal(format!("nonce {nonce} out of range")))?;
-                Ok((signed, Some(nonce)))
-            }
-            (network, _) => Err(HotWalletError::UnsupportedPayout(network)),
-        }
-    }
-
-    async fn broadcast_row(&self, row: &PaymentRow) -> Result<String, HotWalletError> {
-        let (Some(txid), Some(raw_hex)) = (&row.txid, &row.raw_tx) else {
-            return Err(HotWalletError::Internal(format!(
-                "payment {} has no signed transaction",
-                row.payment_id
-            )));
-        };
-        let network: Network = row
-            .network
-            .parse()
-            .map_err(|e: proto::chain::UnknownNetwork| HotWalletError::Internal(e.to_string()))?;
-        let raw = hex::decode(raw_hex).map_err(|e| HotWalletError::Internal(e.to_string()))?;
-        let chains = &self.inner.deps.chains;
-        chains
-            .watch_tx(network, txid)
-            .await
-            .map_err(HotWalletError::Chain)?;
-        match chains.broadcast(network, &raw).await {
-            Ok(_) | Err(BroadcastFailure::AlreadyKnown) => {}
-            Err(BroadcastFailure::Unavailable(e)) => return Err(HotWalletError::Chain(e)),
-            Err(BroadcastFailure::Rejected(e)) => {
-                // Keep the payment as signed: it is retried as the same
-                // transaction, or replaced by a fee bump of this payment.
-                error!(payment_id = %row.payment_id, %txid, reason = %e, "payment broadcast rejected");
-                return Err(HotWalletError::Chain(e));
-            }
-        }
-        if row.status == PaymentStatus::Signed {
-            self.inner
-                .repo
-                .set_status(&row.payment_id, PaymentStatus::Broadcast)
-                .await?;
-        }
-        info!(payment_id = %row.payment_id, %txid, "payment.broadcast");
-        Ok(txid.clone())
-    }
-
-    async fn rebroadcast_signed(&self) {
-        match self.inner.repo.unconfirmed_signed().await {
-            Ok(rows) => {
-                for row in rows {
-                    if let Err(e) = self.broadcast_row(&row).await {
-                        warn!(payment_id = %row.payment_id, error = %e, "rebroadcast after restart failed; the action retry will try again");
-                    }
-                }
-            }
-            Err(e) => warn!(error = %e, "could not list signed payments"),
         }
     }
 
@@ -674,6 +576,18 @@ impl HotWallet {
         }
         self.inner.store.outbox_mark_published(&seqs).await?;
         Ok(seqs.len())
+    }
+
+    /// Tries the payments that wait (held, or refused by the node) again.
+    async fn run_payment_retries(&self, shutdown: CancellationToken) {
+        loop {
+            if sleep_or_shutdown(&shutdown, self.inner.cfg.payment_retry_interval).await {
+                return;
+            }
+            if let Err(e) = self.retry_payments().await {
+                warn!(error = %e, "payment retry pass failed");
+            }
+        }
     }
 
     async fn run_ticker(&self, shutdown: CancellationToken) {
@@ -848,11 +762,69 @@ impl HotWalletApi for HotWallet {
     }
 
     fn can_pay_out(&self, network: Network) -> bool {
-        matches!(network, Network::Ethereum(_))
+        match network {
+            Network::Ethereum(n) => n == self.inner.cfg.ethereum_network,
+            Network::Bitcoin(n) => n == self.inner.cfg.bitcoin_network,
+        }
+    }
+
+    async fn payments_awaiting_approval(
+        &self,
+    ) -> Result<Vec<proto::api::DeskPayment>, HotWalletError> {
+        self.inner
+            .repo
+            .awaiting_approval()
+            .await?
+            .iter()
+            .map(|row| self.desk_payment(row))
+            .collect()
+    }
+
+    async fn approve_payment(
+        &self,
+        payment_id: &str,
+        approver: &str,
+    ) -> Result<proto::api::DeskPayment, HotWalletError> {
+        let row = HotWallet::approve_payment(self, payment_id, approver).await?;
+        self.desk_payment(&row)
     }
 }
 
 impl HotWallet {
+    fn desk_payment(&self, row: &PaymentRow) -> Result<proto::api::DeskPayment, HotWalletError> {
+        let bad = |e: String| HotWalletError::Internal(format!("payment {}: {e}", row.payment_id));
+        let asset = proto::AssetId::new(&row.asset).map_err(|e| bad(e.to_string()))?;
+        let decimals = self
+            .inner
+            .cfg
+            .assets
+            .get(&asset)
+            .map_err(|e| bad(e.to_string()))?
+            .decimals;
+        let amount = proto::Amount::from_base_units(
+            row.amount.parse::<u128>().map_err(|e| bad(e.to_string()))?,
+        );
+        Ok(proto::api::DeskPayment {
+            payment_id: row.payment_id.clone(),
+            swap_id: parse_swap_id(&row.swap_id)?,
+            kind: row.kind.clone(),
+            asset,
+            network: row
+                .network
+                .parse()
+                .map_err(|e: proto::chain::UnknownNetwork| bad(e.to_string()))?,
+            address: row.address.clone(),
+            amount: amount.to_decimal_string(decimals),
+            amount_base_units: amount,
+            status: row.status.as_str().to_owned(),
+            txid: row.txid.clone(),
+            reason: row.hold_reason.clone(),
+            approved_by: row.approved_by.clone(),
+            created_at: chrono::DateTime::from_timestamp_millis(row.created_at_ms)
+                .unwrap_or_default(),
+        })
+    }
+
     fn existing_for_key(
         &self,
         record: state_machine::store::SwapRecord,

@@ -54,6 +54,26 @@ pub struct HotWalletConfig {
     pub tick_interval: Duration,
     /// Largest fee per gas the wallet will pay, in wei.
     pub eth_max_fee_per_gas_cap: u128,
+    /// Depth an output of the wallet needs before a payout spends it.
+    pub btc_min_spend_confirmations: u32,
+    /// Highest fee rate of a Bitcoin payment, whatever the node's estimate.
+    pub btc_max_fee_rate_sat_per_vb: u64,
+    /// Highest absolute fee of one Bitcoin payment.
+    pub btc_max_fee_sats: u64,
+    /// How long a payment that could not be made waits before another try.
+    pub payment_retry_interval: Duration,
+    /// Hot-wallet limits per asset; a payment over them waits for the
+    /// desk's approval. Assets not listed have no limit.
+    pub payout_limits: std::collections::BTreeMap<proto::AssetId, PayoutLimit>,
+}
+
+/// The most the hot wallet pays without the desk's approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PayoutLimit {
+    /// One payment above this waits for approval.
+    pub per_payment: Amount,
+    /// Payments of the last 24 hours above this total wait for approval.
+    pub per_day: Amount,
 }
 
 /// Errors of the hot wallet's API.
@@ -112,6 +132,8 @@ pub trait ChainAccess: Send + Sync + 'static {
     /// The next nonce of `address`, counting pending transactions.
     async fn eth_pending_nonce(&self, network: Network, address: &str) -> Result<u64, String>;
     async fn eth_fees(&self, network: Network) -> Result<Eip1559Fees, String>;
+    /// The node's fee estimate for a Bitcoin payment, in sat/vB.
+    async fn btc_fee_rate(&self, network: Network) -> Result<u64, String>;
 }
 
 /// What the hot wallet needs of liquidity.
@@ -161,6 +183,16 @@ pub trait HotWalletApi: Send + Sync + 'static {
     ) -> Result<SwapView, HotWalletError>;
     /// Whether the engine can pay out on `network`.
     fn can_pay_out(&self, network: Network) -> bool;
+    /// Payments over the hot wallet's limits, waiting for the desk.
+    async fn payments_awaiting_approval(
+        &self,
+    ) -> Result<Vec<proto::api::DeskPayment>, HotWalletError>;
+    /// Approves a waiting payment (`approver` names who did) and pays it.
+    async fn approve_payment(
+        &self,
+        payment_id: &str,
+        approver: &str,
+    ) -> Result<proto::api::DeskPayment, HotWalletError>;
 }
 
 /// Everything the hot wallet runs with.

@@ -68,6 +68,9 @@ pub trait Signer: Send + Sync + fmt::Debug {
     /// Signs an EIP-1559 transaction from the Ethereum account
     /// `m/44'/60'/0'/0/account`.
     fn sign_eip1559(&self, account: u32, tx: TxEip1559) -> Result<SignedTx, SignError>;
+
+    /// The master key fingerprint key origins in a PSBT name.
+    fn fingerprint(&self) -> Fingerprint;
 }
 
 /// The signer holding the hot wallet's keyring in process.
@@ -84,10 +87,6 @@ impl LocalSigner {
     /// The watch-only account keys (for building PSBTs and deposit addresses).
     pub fn deposit_accounts(&self) -> &DepositAccounts {
         self.keys.deposit_accounts()
-    }
-
-    pub fn fingerprint(&self) -> Fingerprint {
-        self.keys.fingerprint()
     }
 
     /// Checks the key origin is one of ours under the account of `kind`;
@@ -257,6 +256,10 @@ impl LocalSigner {
 }
 
 impl Signer for LocalSigner {
+    fn fingerprint(&self) -> Fingerprint {
+        self.keys.fingerprint()
+    }
+
     fn sign_psbt(&self, psbt: &mut Psbt) -> Result<Vec<usize>, SignError> {
         let tx = psbt.unsigned_tx.clone();
         let prevouts: Option<Vec<TxOut>> =

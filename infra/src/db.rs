@@ -133,6 +133,16 @@ impl Db {
         &self.pool
     }
 
+    /// Runs `SELECT 1`; returns its round trip and records it in the
+    /// database latency histogram ([`crate::metrics::DB_LATENCY`]).
+    pub async fn ping(&self) -> Result<Duration, DbError> {
+        let started = std::time::Instant::now();
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        let took = started.elapsed();
+        metrics::histogram!(crate::metrics::DB_LATENCY).record(took.as_secs_f64());
+        Ok(took)
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }

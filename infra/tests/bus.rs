@@ -343,6 +343,49 @@ mod contract {
     }
 }
 
+/// Consumer lag: published minus committed, per group and topic, summed
+/// over partitions.
+async fn consumer_lag_counts(bus: &infra::bus::LocalBus) {
+    within(30, "consumer lag", async {
+        let topic = unique("lag");
+        let group = unique("g");
+        for i in 0..5 {
+            let m = Message::new(format!("k{i}"), b"x".to_vec());
+            bus.publish(&topic, m).await.expect("publish");
+        }
+        let mut sub = bus.subscribe(&topic, &group).await.expect("subscribe");
+        let lag = |all: Vec<infra::bus::ConsumerLag>| {
+            all.into_iter()
+                .find(|l| l.topic == topic && l.group == group)
+                .map(|l| l.messages)
+        };
+        // A group that never committed has no position yet.
+        assert_eq!(lag(bus.consumer_lag().await.expect("lag")), None);
+        let mut read = Vec::new();
+        for _ in 0..5 {
+            read.push(sub.next().await.expect("next"));
+        }
+        // Commit the first delivery of each partition seen.
+        let mut committed = std::collections::BTreeSet::new();
+        let mut commits = 0;
+        for d in &read {
+            if committed.insert(d.partition) {
+                sub.commit(d).await.expect("commit");
+                commits += 1;
+            }
+        }
+        assert_eq!(
+            lag(bus.consumer_lag().await.expect("lag")),
+            Some(5 - commits)
+        );
+        for d in &read {
+            sub.commit(d).await.expect("commit");
+        }
+        assert_eq!(lag(bus.consumer_lag().await.expect("lag")), Some(0));
+    })
+    .await;
+}
+
 mod local {
 
     use infra::bus::{LocalBus, LocalConfig};
@@ -367,6 +410,13 @@ mod local {
         };
         let bus = infra::bus::open(config).await.expect("open local bus");
         (dir, Fixture { bus, recv_secs: 10 })
+    }
+
+    #[tokio::test]
+    async fn consumer_lag_counts() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let bus = open(&dir.path().join("bus.db")).await;
+        super::consumer_lag_counts(&bus).await;
     }
 
     #[tokio::test]
@@ -648,6 +698,19 @@ mod postgres {
                 recv_secs: 10,
             },
         )
+    }
+
+    #[tokio::test]
+    async fn consumer_lag_counts() {
+        let server_url = server_url();
+        let name = format!("bus_test_{}", uuid::Uuid::new_v4().simple());
+        admin_execute(&server_url, &format!("CREATE DATABASE {name}")).await;
+        let url = with_database(&server_url, &name);
+        let _db = PgDatabase { server_url, name };
+        let bus = LocalBus::connect(&url, LocalConfig::default())
+            .await
+            .expect("open local bus on postgres");
+        super::consumer_lag_counts(&bus).await;
     }
 
     #[test]

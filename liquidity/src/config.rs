@@ -24,6 +24,11 @@ pub struct AssetPolicy {
     pub skew_bps_per_unit: Decimal,
     /// Sizes (whole units of this asset sold) of the indicative ladder.
     pub ladder: Vec<Decimal>,
+    /// The largest exposure (whole units, either sign) before trading turns
+    /// `Reducing`: only quotes that bring it back are given. `None`: no
+    /// limit.
+    #[serde(default)]
+    pub max_exposure: Option<Decimal>,
 }
 
 /// The whole configuration.
@@ -69,32 +74,36 @@ impl LiquidityConfig {
         let mut markets = Vec::new();
         for spec in assets.iter() {
             let d = |s: &str| s.parse::<Decimal>().expect("literal decimal");
-            let (min, max, fee_units, inventory_units, skew, ladder) = match spec.id.as_str() {
-                "BTC" => (
-                    "0.0001",
-                    "10",
-                    "0.00002",
-                    "50",
-                    "0.5",
-                    vec!["0.01", "0.1", "1"],
-                ),
-                "ETH" => (
-                    "0.002",
-                    "300",
-                    "0.0005",
-                    "1500",
-                    "0.02",
-                    vec!["0.1", "1", "10"],
-                ),
-                _ => (
-                    "5",
-                    "500000",
-                    "2",
-                    "5000000",
-                    "0.00001",
-                    vec!["100", "1000", "10000"],
-                ),
-            };
+            let (min, max, fee_units, inventory_units, skew, ladder, max_exposure) =
+                match spec.id.as_str() {
+                    "BTC" => (
+                        "0.0001",
+                        "10",
+                        "0.00002",
+                        "50",
+                        "0.5",
+                        vec!["0.01", "0.1", "1"],
+                        "25",
+                    ),
+                    "ETH" => (
+                        "0.002",
+                        "300",
+                        "0.0005",
+                        "1500",
+                        "0.02",
+                        vec!["0.1", "1", "10"],
+                        "750",
+                    ),
+                    _ => (
+                        "5",
+                        "500000",
+                        "2",
+                        "5000000",
+                        "0.00001",
+                        vec!["100", "1000", "10000"],
+                        "2500000",
+                    ),
+                };
             let to_units =
                 |s: &str| Amount::from_decimal_floor(d(s), spec.decimals).unwrap_or(Amount::ZERO);
             policies.insert(
@@ -106,6 +115,7 @@ impl LiquidityConfig {
                     inventory: to_units(inventory_units),
                     skew_bps_per_unit: d(skew),
                     ladder: ladder.into_iter().map(d).collect(),
+                    max_exposure: Some(d(max_exposure)),
                 },
             );
             if let Ok(p) = Pair::new(spec.id.clone(), usd.clone()) {

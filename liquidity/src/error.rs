@@ -84,6 +84,10 @@ pub enum LiquidityError {
     BadSignature(QuoteId),
     #[error("trading is halted: {reason}")]
     TradingHalted { reason: String },
+    /// Trading is `Reducing` and this quote would not reduce an exposure
+    /// beyond its limit.
+    #[error("only quotes that reduce exposure are given now ({reason})")]
+    ExposureLimit { reason: String },
     #[error("invalid liquidity configuration: {0}")]
     Config(String),
     #[error("internal error: {0}")]
@@ -108,7 +112,7 @@ impl LiquidityError {
             E::QuoteNotFound(_) => ErrorCode::QuoteNotFound,
             E::QuoteExpired { .. } => ErrorCode::QuoteExpired,
             E::QuoteAlreadyUsed { .. } => ErrorCode::QuoteAlreadyUsed,
-            E::TradingHalted { .. } => ErrorCode::TradingHalted,
+            E::TradingHalted { .. } | E::ExposureLimit { .. } => ErrorCode::TradingHalted,
             E::Config(_) | E::Internal(_) => ErrorCode::Internal,
         }
     }

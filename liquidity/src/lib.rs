@@ -6,12 +6,18 @@
 //! in. Pricing ([`pricing`]), aggregation ([`book`]) and risk ([`risk`]) are
 //! pure functions of their inputs and a time given to them; the
 //! [`Liquidity`] service holds the state and the venue subscriptions.
+//! Executed swaps are hedged by a [`Hedger`] attached to it: orders planned
+//! and P&L computed purely ([`hedge`]), persisted ([`hedge_store`]) before
+//! they are sent to a venue ([`venue::orders`]).
 
 pub mod api;
 pub mod book;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod hedge;
+pub mod hedge_store;
+pub mod hedger;
 pub mod locks;
 pub mod pricing;
 pub mod quotes;
@@ -23,6 +29,8 @@ pub use api::{LiquidityApi, LockStatus, PriceLock};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{AssetPolicy, LiquidityConfig};
 pub use error::LiquidityError;
+pub use hedge::{AssetPnl, HedgeOrder, HedgeSide, HedgeStatus};
+pub use hedger::{HedgeConfig, Hedger};
 pub use risk::TradingState;
 /// The exact decimal of prices and sizes in books, for callers that build them.
 pub use rust_decimal::Decimal;

@@ -139,6 +139,11 @@ impl QuoteStore {
         self.quotes.len()
     }
 
+    /// Every quote held, by id.
+    pub fn iter(&self) -> impl Iterator<Item = &Quote> {
+        self.quotes.values()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.quotes.is_empty()
     }

@@ -39,6 +39,8 @@ struct Inner {
     state: Mutex<State>,
     /// Every lock executed, for whoever hedges and keeps P&L.
     executions: tokio::sync::broadcast::Sender<PriceLock>,
+    /// Hedges every execution once attached.
+    hedger: std::sync::OnceLock<crate::hedger::Hedger>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -152,6 +154,7 @@ impl Liquidity {
                 venues,
                 state: Mutex::new(state),
                 executions: tokio::sync::broadcast::channel(1024).0,
+                hedger: std::sync::OnceLock::new(),
             }),
         };
         liquidity.check_risk();
@@ -187,8 +190,33 @@ impl Liquidity {
 
     /// Each venue's connection as the desk sees it: connected, age of the
     /// last update, last sequence, reconnects, resyncs, latency.
+    /// A feed that keeps no such bookkeeping (the simulated venue) gets its
+    /// last update and sequence from the newest book it published.
     pub fn venue_status(&self) -> Vec<crate::venue::VenueStatus> {
-        self.inner.venues.iter().map(|v| v.status()).collect()
+        self.inner
+            .venues
+            .iter()
+            .map(|v| {
+                let mut status = v.status();
+                if status.last_update_at.is_none() {
+                    let newest = self
+                        .inner
+                        .feeds
+                        .values()
+                        .flatten()
+                        .filter(|(name, _)| name == v.name())
+                        .filter_map(|(_, rx)| {
+                            rx.borrow().as_ref().map(|b| (b.received_at, b.sequence))
+                        })
+                        .max();
+                    if let Some((at, sequence)) = newest {
+                        status.last_update_at = Some(at);
+                        status.last_sequence.get_or_insert(sequence);
+                    }
+                }
+                status
+            })
+            .collect()
     }
 
     /// The aggregated book of a market at `now`.
@@ -233,10 +261,16 @@ impl Liquidity {
             .map(|m| m.to_string())
             .collect();
         let mut st = self.state();
-        let next = risk::next_state(&st.trading, &stale, now);
+        let breaches = risk::exposure_breaches(&self.inner.cfg.policies, &st.exposure);
+        let next = risk::next_state(&st.trading, &stale, &breaches, now);
         if next != st.trading {
             match &next {
-                TradingState::Active => tracing::info!("trading resumed: venues are fresh again"),
+                TradingState::Active => {
+                    tracing::info!("trading active: venues fresh, exposures within limits")
+                }
+                TradingState::Reducing { reason, .. } => {
+                    tracing::warn!(%reason, "trading reducing: only quotes that reduce exposure")
+                }
                 TradingState::Halted { reason, .. } => tracing::warn!(%reason, "trading halted"),
             }
             st.trading = next.clone();
@@ -252,9 +286,11 @@ impl Liquidity {
         quotes.prune(now, retention, |id| locks.is_locked(id));
     }
 
-    fn ensure_active(&self) -> Result<(), LiquidityError> {
+    /// Refuses when halted (reducing still prices; [`LiquidityApi::quote`]
+    /// then checks the direction).
+    fn ensure_not_halted(&self) -> Result<(), LiquidityError> {
         match &self.state().trading {
-            TradingState::Active => Ok(()),
+            TradingState::Active | TradingState::Reducing { .. } => Ok(()),
             TradingState::Halted { reason, .. } => Err(LiquidityError::TradingHalted {
                 reason: reason.clone(),
             }),
@@ -283,6 +319,23 @@ impl Liquidity {
     /// shrinks with payouts).
     pub fn exposure(&self) -> Exposure {
         self.state().exposure.clone()
+    }
+
+    /// Quotes handed out, not expired at the engine's `now` and not locked
+    /// (for the desk).
+    pub fn open_quotes(&self) -> Vec<Quote> {
+        let now = self.now();
+        let st = self.state();
+        st.quotes
+            .iter()
+            .filter(|q| q.expires_at > now && !st.locks.is_locked(&q.quote_id))
+            .cloned()
+            .collect()
+    }
+
+    /// The engine's clock now (the time staleness is judged by).
+    pub fn clock_now(&self) -> Timestamp {
+        self.now()
     }
 
     /// The locks held now.
@@ -318,6 +371,42 @@ impl Liquidity {
         self.inner.executions.subscribe()
     }
 
+    /// Hedges every execution from now on (once; a second hedger is
+    /// refused).
+    pub fn attach_hedger(&self, hedger: crate::hedger::Hedger) -> Result<(), LiquidityError> {
+        self.inner
+            .hedger
+            .set(hedger)
+            .map_err(|_| LiquidityError::Config("a hedger is already attached".into()))
+    }
+
+    /// Every hedge order and what became of it (empty without a hedger).
+    pub fn hedges(&self) -> Vec<crate::hedge::HedgeOrder> {
+        self.inner
+            .hedger
+            .get()
+            .map(|h| h.orders())
+            .unwrap_or_default()
+    }
+
+    /// The hedge position and realized/unrealized P&L per asset, in `usd`,
+    /// marked at the mid of each asset's fresh aggregated `asset/usd` book
+    /// (no mark, so no unrealized P&L, when it has none).
+    pub fn pnl(&self) -> std::collections::BTreeMap<AssetId, crate::hedge::AssetPnl> {
+        let orders = self.hedges();
+        let now = self.now();
+        let usd = &self.inner.cfg.usd;
+        let marks = self
+            .inner
+            .cfg
+            .markets
+            .iter()
+            .filter(|m| m.quote == *usd)
+            .filter_map(|m| Some((m.base.clone(), self.book(m, now).ok()?.mid()?)))
+            .collect();
+        crate::hedge::pnl(&orders, &marks)
+    }
+
     /// Checks a quote's signature against this engine's key.
     pub fn verify(&self, quote: &Quote) -> Result<(), LiquidityError> {
         self.inner.signer.verify(quote)
@@ -327,7 +416,7 @@ impl Liquidity {
 #[async_trait]
 impl LiquidityApi for Liquidity {
     async fn indicative(&self, pair: &Pair) -> Result<IndicativePrices, LiquidityError> {
-        self.ensure_active()?;
+        self.ensure_not_halted()?;
         let from = self.asset(pair.base.as_str())?.id.clone();
         let to = self.asset(pair.quote.as_str())?.id.clone();
         let cfg = &self.inner.cfg;
@@ -343,7 +432,7 @@ impl LiquidityApi for Liquidity {
         rfq: &RfqRequest,
         partner_fee_bps: Decimal,
     ) -> Result<Quote, LiquidityError> {
-        self.ensure_active()?;
+        self.ensure_not_halted()?;
         let from = self.asset(&rfq.from)?;
         let to = self.asset(&rfq.to)?;
         let side_spec = match rfq.amount_side {
@@ -386,6 +475,19 @@ impl LiquidityApi for Liquidity {
             ms(cfg.quote_ttl_ms),
         );
         let mut st = self.state();
+        if let TradingState::Reducing { reason, .. } = &st.trading {
+            let whole =
+                |spec: &AssetSpec, a: Amount| a.to_decimal(spec.decimals).unwrap_or_default();
+            let moves = [
+                (&from.id, whole(from, priced.amount_in)),
+                (&to.id, -whole(to, priced.amount_out)),
+            ];
+            if !risk::reduces_exposure(&cfg.policies, &st.exposure, moves) {
+                return Err(LiquidityError::ExposureLimit {
+                    reason: reason.clone(),
+                });
+            }
+        }
         st.locks.check_available(&to.id, priced.amount_out)?;
         st.quotes.insert(quote.clone());
         tracing::info!(quote_id = %quote.quote_id, amount_in = %quote.amount_in, amount_out = %quote.amount_out, price = %quote.price, "firm quote");
@@ -452,8 +554,14 @@ impl LiquidityApi for Liquidity {
         *st.exposure.entry(q.from.clone()).or_default() += inn;
         *st.exposure.entry(q.to.clone()).or_default() -= out;
         tracing::info!(swap_id = %lock.swap_id, "price lock executed");
-        // No receiver is fine: nothing hedges yet.
+        if let Some(h) = self.inner.hedger.get() {
+            h.submit(lock.clone(), deposit_amount);
+        }
+        // No receiver is fine.
         let _ = self.inner.executions.send(lock);
+        drop(st);
+        // An exposure may have crossed its limit: reduce at once.
+        self.check_risk();
         Ok(())
     }
 

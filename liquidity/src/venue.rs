@@ -9,6 +9,7 @@ pub mod crc32;
 pub mod kraken;
 pub mod kraken_rest;
 pub mod local_book;
+pub mod orders;
 pub mod ws;
 
 use std::fmt;

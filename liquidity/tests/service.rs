@@ -557,3 +557,43 @@ async fn a_bad_configuration_is_refused_at_start() {
     limits.policies.get_mut(&id("BTC")).unwrap().min_amount = d("100");
     assert!(try_start(limits).contains("BTC: min_amount 100 must be between 0 and max_amount 10"));
 }
+
+/// An execution that takes an exposure beyond its limit turns trading
+/// `Reducing`: quotes that grow it are refused with a clear error, quotes
+/// that shrink it are given, and trading is active again once it is back.
+#[tokio::test]
+async fn an_exposure_beyond_its_limit_allows_only_reducing_quotes() {
+    let mut cfg = config();
+    cfg.policies.get_mut(&id("ETH")).unwrap().max_exposure = Some(d("10"));
+    let s = start_with(cfg, &["a"]);
+    // Pay out about 15 ETH for 0.5 BTC: ETH exposure about -15.
+    let q = s.liq.quote(&rfq("BTC", "ETH", "0.5")).await.unwrap();
+    s.liq.lock(q.quote_id, SwapId::new()).await.unwrap();
+    assert!(s.liq.trading_state().is_active());
+    s.liq
+        .execute(q.quote_id, q.amount_in_base_units)
+        .await
+        .unwrap();
+    assert!(
+        matches!(s.liq.trading_state(), TradingState::Reducing { ref reason, .. } if reason.contains("ETH exposure")),
+        "{:?}",
+        s.liq.trading_state()
+    );
+    // More ETH out: refused, with the reason.
+    let err = s.liq.quote(&rfq("BTC", "ETH", "0.01")).await.unwrap_err();
+    assert!(
+        matches!(err, LiquidityError::ExposureLimit { .. }),
+        "{err:?}"
+    );
+    assert_eq!(err.code(), ErrorCode::TradingHalted);
+    assert!(err.to_string().contains("reduce"), "{err}");
+    // ETH in: given, and executing it brings trading back.
+    let back = s.liq.quote(&rfq("ETH", "BTC", "8")).await.unwrap();
+    s.liq.lock(back.quote_id, SwapId::new()).await.unwrap();
+    s.liq
+        .execute(back.quote_id, back.amount_in_base_units)
+        .await
+        .unwrap();
+    assert_eq!(s.liq.trading_state(), TradingState::Active);
+    s.liq.quote(&rfq("BTC", "ETH", "0.01")).await.unwrap();
+}

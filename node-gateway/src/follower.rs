@@ -78,6 +78,9 @@ pub(crate) trait ChainSource: Send + Sync {
     async fn finalized(&self) -> Result<Option<(u64, String)>, RpcError> {
         Ok(None)
     }
+    /// The watched items of `txids` were confirmed in a connected block
+    /// (called before their events are published).
+    fn confirmed(&mut self, _txids: &[String]) {}
     /// Looks at the mempool after the blocks are processed.
     async fn poll_mempool(&mut self, _tracker: &ChainTracker) -> Result<Vec<ChainEvent>, RpcError> {
         Ok(Vec::new())
@@ -222,7 +225,8 @@ impl<S: ChainSource> Follower<S> {
                     reason: e.to_string(),
                 })?;
             self.publisher.publish_all(&events).await?;
-            return self.persist().await;
+            self.persist().await?;
+            return self.report_tip(None).await;
         }
         let n = refs.len();
         let max_depth = self.tracker.max_depth() as usize;
@@ -247,12 +251,49 @@ impl<S: ChainSource> Follower<S> {
         }
         self.publisher.publish_all(&events).await?;
         self.set_tip();
+        // Again (same event id) in case it was not published before a stop.
+        self.report_tip(None).await
+    }
+
+    /// One poll: [`Self::follow_blocks`], then a [`ChainEvent::Tip`] when
+    /// it moved the tip, the finalized block, and the mempool.
+    async fn poll_once(&mut self) -> Result<(), FollowError> {
+        let before = self.tracker.tip().map(|t| t.hash.clone());
+        let caught_up = self.follow_blocks().await;
+        self.report_tip(before.as_deref()).await?;
+        if !caught_up? {
+            return Ok(());
+        }
+        self.report_finalized().await?;
+        let events = self.source.poll_mempool(&self.tracker).await?;
+        self.publisher.publish_all(&events).await?;
         Ok(())
     }
 
-    /// Walks back over blocks the node no longer has in its best chain,
-    /// connects the node's new blocks one by one, then looks at the mempool.
-    async fn poll_once(&mut self) -> Result<(), FollowError> {
+    /// Publishes the tip when it is not `before` (after block events, so a
+    /// consumer that sees the tip has seen the blocks below it).
+    async fn report_tip(&self, before: Option<&str>) -> Result<(), FollowError> {
+        let Some(tip) = self.tracker.tip() else {
+            return Ok(());
+        };
+        if before == Some(tip.hash.as_str()) {
+            return Ok(());
+        }
+        let event = ChainEvent::Tip {
+            network: self.tracker.network(),
+            height: tip.height,
+            hash: tip.hash.clone(),
+        };
+        self.publisher
+            .publish_all(std::slice::from_ref(&event))
+            .await?;
+        Ok(())
+    }
+
+    /// Walks back over blocks the node no longer has in its best chain and
+    /// connects the node's new blocks one by one. `Ok(false)` when it
+    /// stopped early (the node is behind us, or reorganised while read).
+    async fn follow_blocks(&mut self) -> Result<bool, FollowError> {
         self.source.select_node().await?;
         // Walk back to the common ancestor.
         let mut resume_at = None;
@@ -266,7 +307,7 @@ impl<S: ChainSource> Follower<S> {
                     height = tip.height,
                     "node is behind our tip; waiting for it"
                 );
-                return Ok(());
+                return Ok(false);
             }
             if self.tracker.tip_matches_unknown() {
                 let m = match self.source.block_by_hash(&tip.hash).await? {
@@ -309,8 +350,10 @@ impl<S: ChainSource> Follower<S> {
                 break;
             };
             let (height, hash) = (block.height, block.hash.clone());
+            let txids: Vec<String> = matches.iter().map(|m| m.txid().to_owned()).collect();
             match self.tracker.connect(block, matches) {
                 Ok(events) => {
+                    self.source.confirmed(&txids);
                     self.publisher.publish_all(&events).await?;
                     self.persist().await?;
                     tracing::debug!(height, %hash, events = events.len(), "block connected");
@@ -319,15 +362,11 @@ impl<S: ChainSource> Follower<S> {
                 Err(e) => {
                     // The node reorganised while we read; walk back next poll.
                     tracing::info!(error = %e, "chain changed while connecting");
-                    return Ok(());
+                    return Ok(false);
                 }
             }
         }
-
-        self.report_finalized().await?;
-        let events = self.source.poll_mempool(&self.tracker).await?;
-        self.publisher.publish_all(&events).await?;
-        Ok(())
+        Ok(true)
     }
 
     /// Reports the node's finalized block when it has advanced and lies on
@@ -464,6 +503,12 @@ impl ChainSource for BitcoinSource {
         }
     }
 
+    fn confirmed(&mut self, txids: &[String]) {
+        for t in txids {
+            self.mempool.confirmed(t);
+        }
+    }
+
     async fn poll_mempool(&mut self, tracker: &ChainTracker) -> Result<Vec<ChainEvent>, RpcError> {
         for t in self.watch.take_new_txids(self.network) {
             self.mempool.forget(&t);
@@ -554,8 +599,8 @@ impl EthSource {
     }
 
     /// The block's place and what in it matched: native transfers whose
-    /// transaction succeeded, watched transactions, then ERC-20 transfers to
-    /// watched addresses (by log index). `on_best_chain`: the block was
+    /// transaction succeeded, watched transactions (with whether they
+    /// reverted), then ERC-20 transfers to watched addresses. `on_best_chain`: the block was
     /// fetched by height, so a receipt from another block means the chain
     /// moved while reading (an error; the next poll walks back).
     async fn matched(
@@ -568,13 +613,22 @@ impl EthSource {
             .watch
             .match_eth_block(self.network, &block, &self.asset)
         {
-            if let Matched::Output { txid, .. } = &m {
-                if !self.succeeded(txid, &block.hash, on_best_chain).await? {
-                    tracing::info!(%txid, "transfer to a watched address reverted; not a deposit");
-                    continue;
+            match m {
+                Matched::Output { ref txid, .. } => {
+                    if !self.succeeded(txid, &block.hash, on_best_chain).await? {
+                        tracing::info!(%txid, "transfer to a watched address reverted; not a deposit");
+                        continue;
+                    }
+                    matches.push(m);
+                }
+                Matched::Tx { txid, .. } => {
+                    let reverted = !self.succeeded(&txid, &block.hash, on_best_chain).await?;
+                    if reverted {
+                        tracing::warn!(%txid, "watched transaction mined but reverted");
+                    }
+                    matches.push(Matched::Tx { txid, reverted });
                 }
             }
-            matches.push(m);
         }
         if !self.tokens.is_empty() && !self.watch.is_empty(self.network) {
             let contracts: Vec<_> = self.tokens.iter().map(|t| t.contract).collect();
@@ -600,7 +654,9 @@ impl EthSource {
     }
 
     /// Whether transaction `txid` of block `block_hash` succeeded (receipt
-    /// status 1).
+    /// status 1). For a block off the best chain whose receipt the node no
+    /// longer has, `true`: the block is about to be disconnected, and what
+    /// it says next is an unconfirmation.
     async fn succeeded(
         &self,
         txid: &str,
@@ -690,6 +746,12 @@ impl ChainSource for EthSource {
         Ok(self.rpc().block_number().await? < tip.height)
     }
 
+    fn confirmed(&mut self, txids: &[String]) {
+        for t in txids {
+            self.mempool.confirmed(t);
+        }
+    }
+
     async fn poll_mempool(&mut self, tracker: &ChainTracker) -> Result<Vec<ChainEvent>, RpcError> {
         if !self.pool_supported {
             return Ok(Vec::new());
@@ -716,7 +778,13 @@ impl ChainSource for EthSource {
         let mut events = Vec::new();
         for (id, tx) in ids.iter().zip(&pool) {
             if unknown.contains(id) {
-                let matches = self.watch.match_eth_tx(self.network, tx, &self.asset);
+                let mut matches = self.watch.match_eth_tx(self.network, tx, &self.asset);
+                matches.extend(self.watch.match_erc20_call(self.network, tx, |c| {
+                    self.tokens
+                        .iter()
+                        .find(|t| t.contract == *c)
+                        .map(|t| t.asset.clone())
+                }));
                 let spends = vec![format!("{:#x}:{}", tx.from, tx.nonce.to::<u64>())];
                 events.extend(self.mempool.add_spending(id, spends, matches));
             }

@@ -3,7 +3,15 @@
 //! the follower, which then connects every block from its cursor up to the
 //! node's head over JSON-RPC; every (re)connection wakes it too. So a
 //! connection that drops silently, or a notification that never comes,
-//! costs latency (the follower still polls), never a block.
+//! costs latency (the follower still polls), never a block. `ws://` and
+//! `wss://` (rustls, Mozilla's roots from `webpki-roots`; a node with a
+//! private CA is reached through a TLS-terminating proxy or over `ws://`).
+//!
+//! Bitcoin has no push trigger here: Bitcoin Core's ZMQ `hashblock` /
+//! `rawtx` notifications would be one (optional, never the only source, as
+//! ZMQ drops messages silently), but the follower polls at its
+//! `poll_interval`, which a ZMQ wake-up could shorten exactly as `newHeads`
+//! does for Ethereum.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -141,6 +149,32 @@ fn parse(v: &Value) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `wss://` is spoken with TLS: a server that answers the handshake
+    /// with plain text fails in TLS, not with "TLS not enabled".
+    #[tokio::test]
+    async fn wss_urls_are_dialled_with_tls() {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            if let Ok((mut s, _)) = listener.accept().await {
+                let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+            }
+        });
+        let err = tokio_tungstenite::connect_async(format!("wss://localhost:{port}"))
+            .await
+            .map(|_| ())
+            .unwrap_err();
+        // rustls refuses the reply as a TLS record (not a TLS handshake);
+        // without TLS the error would be `Url(TlsFeatureNotEnabled)`.
+        assert!(
+            matches!(&err, tokio_tungstenite::tungstenite::Error::Io(e)
+                if e.kind() == std::io::ErrorKind::InvalidData
+                    && format!("{e:?}").contains("InvalidContentType")),
+            "{err:?}"
+        );
+    }
 
     #[test]
     fn reads_subscription_answers_and_notifications() {

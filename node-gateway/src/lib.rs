@@ -9,7 +9,8 @@
 //! `txpool_content`, when the node offers it)
 //! against the persisted watch list, and publishes [`proto::event::ChainEvent`]s
 //! on [`proto::event::topics::CHAIN_EVENTS`]: seen, confirmed at depth
-//! 1..=`max_depth`, unconfirmed by a reorganisation, dropped from the mempool.
+//! 1..=`max_depth`, unconfirmed by a reorganisation, dropped from the mempool,
+//! and the tip after each poll that moved it.
 //! The handle watches addresses and transactions, broadcasts, and lends
 //! out the typed RPC clients ([`BitcoinRpc`], [`EthRpc`]).
 //!
@@ -94,7 +95,7 @@ pub struct BitcoinNode {
 pub struct EthereumNode {
     /// e.g. `http://127.0.0.1:8545`.
     pub rpc_url: String,
-    /// e.g. `ws://127.0.0.1:8546` (plain `ws://` only): new heads arrive by
+    /// e.g. `ws://127.0.0.1:8546` or `wss://node.example`: new heads arrive by
     /// an `eth_subscribe` `newHeads` subscription there; polling `rpc_url`
     /// stays the fallback.
     pub ws_url: Option<String>,
@@ -157,10 +158,9 @@ impl ChainsConfig {
             check_follow("ethereum", e.poll_interval, e.max_depth, e.nodes.len())?;
             for n in &e.nodes {
                 if let Some(ws) = &n.ws_url {
-                    // The websocket client is built without TLS.
-                    if !ws.starts_with("ws://") {
+                    if !ws.starts_with("ws://") && !ws.starts_with("wss://") {
                         return Err(NodeGatewayError::Config(format!(
-                            "ethereum.nodes.ws_url {ws:?} is not a ws:// URL (wss:// is not supported)"
+                            "ethereum.nodes.ws_url {ws:?} is not a ws:// or wss:// URL"
                         )));
                     }
                 }
@@ -636,10 +636,7 @@ mod tests {
                 eth(vec![node(Some("http://127.0.0.1:8546"))], vec![]),
                 Some("ws_url"),
             ),
-            (
-                eth(vec![node(Some("wss://node.example"))], vec![]),
-                Some("wss:// is not supported"),
-            ),
+            (eth(vec![node(Some("wss://node.example"))], vec![]), None),
             (
                 eth(vec![node(None)], vec![token(1, "USDC"), token(1, "USDT")]),
                 Some("twice"),

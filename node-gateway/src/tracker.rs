@@ -29,14 +29,15 @@ pub enum Matched {
         asset: AssetId,
         amount: Amount,
     },
-    /// A watched transaction.
-    Tx { txid: String },
+    /// A watched transaction; `reverted` when it was mined but failed
+    /// (Ethereum receipt status 0).
+    Tx { txid: String, reverted: bool },
 }
 
 impl Matched {
     pub fn txid(&self) -> &str {
         match self {
-            Matched::Output { txid, .. } | Matched::Tx { txid } => txid,
+            Matched::Output { txid, .. } | Matched::Tx { txid, .. } => txid,
         }
     }
 
@@ -58,9 +59,10 @@ impl Matched {
                 amount: *amount,
                 status,
             },
-            Matched::Tx { txid } => ChainEvent::Transaction {
+            Matched::Tx { txid, reverted } => ChainEvent::Transaction {
                 network,
                 txid: txid.clone(),
+                reverted: *reverted && matches!(status, TxStatus::Confirmed { .. }),
                 status,
             },
         }
@@ -414,6 +416,14 @@ impl MempoolTracker {
             }
         }
         events
+    }
+
+    /// A transaction reported seen was confirmed in a block: it is no
+    /// longer pending, so leaving the mempool later (even when a
+    /// reorganisation unconfirms it) does not make it dropped. If it comes
+    /// back to the mempool it is reported seen again (with the same id).
+    pub fn confirmed(&mut self, txid: &str) {
+        self.seen.remove(txid);
     }
 
     /// Number of watched transactions currently reported seen.

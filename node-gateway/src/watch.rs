@@ -262,9 +262,53 @@ fn erc20_transfer_to(log: &EthLog) -> Option<([u8; 20], U256)> {
     Some((addr, U256::from_be_slice(&log.data)))
 }
 
+/// `transfer(address,uint256)`.
+const TRANSFER_SELECTOR: [u8; 4] = [0xa9, 0x05, 0x9c, 0xbb];
+/// `transferFrom(address,address,uint256)`.
+const TRANSFER_FROM_SELECTOR: [u8; 4] = [0x23, 0xb8, 0x72, 0xdd];
+
+/// The ABI word at `i` (after the selector) as an address; `None` when the
+/// calldata is too short or the word has high bits set (the call reverts).
+fn abi_address(input: &[u8], i: usize) -> Option<[u8; 20]> {
+    let w = input.get(4 + 32 * i..4 + 32 * (i + 1))?;
+    if w[..12].iter().any(|b| *b != 0) {
+        return None;
+    }
+    let mut a = [0u8; 20];
+    a.copy_from_slice(&w[12..]);
+    Some(a)
+}
+
+fn abi_uint(input: &[u8], i: usize) -> Option<U256> {
+    input
+        .get(4 + 32 * i..4 + 32 * (i + 1))
+        .map(U256::from_be_slice)
+}
+
+/// The recipient and value of a direct ERC-20 `transfer` or `transferFrom`
+/// call; `None` for any other calldata.
+fn erc20_call_to(input: &[u8]) -> Option<([u8; 20], U256)> {
+    match input.get(..4)? {
+        s if s == TRANSFER_SELECTOR => Some((abi_address(input, 0)?, abi_uint(input, 1)?)),
+        s if s == TRANSFER_FROM_SELECTOR => {
+            abi_address(input, 0)?;
+            Some((abi_address(input, 1)?, abi_uint(input, 2)?))
+        }
+        _ => None,
+    }
+}
+
+/// The `output` of the `n`-th (from 0) token `Transfer` of a transaction:
+/// 1 + n, so that it never collides with the native transfer (output 0).
+fn token_output(n: usize) -> Option<u32> {
+    u32::try_from(n).ok()?.checked_add(1)
+}
+
 impl WatchList {
-    /// ERC-20 `Transfer`s to watched addresses among `logs`, each reported
-    /// as an output whose index is the log's index in its block; `asset_of`
+    /// ERC-20 `Transfer`s to watched addresses among `logs` (one block's
+    /// logs in log-index order), each reported as output 1 + n where n
+    /// counts the configured tokens' `Transfer` logs before it in the same
+    /// transaction (see [`proto::event::ChainEvent::Output`]); `asset_of`
     /// names the asset of a configured token contract (other contracts'
     /// logs are ignored). Zero-value transfers are not deposits.
     pub fn match_erc20_logs(
@@ -274,21 +318,27 @@ impl WatchList {
         asset_of: impl Fn(&alloy_primitives::Address) -> Option<AssetId>,
     ) -> Vec<Matched> {
         self.matching(network, |net, out| {
-            for log in logs {
+            let mut sorted: Vec<&EthLog> = logs.iter().collect();
+            sorted.sort_by_key(|l| l.log_index);
+            // Transfers of configured tokens counted so far, per transaction.
+            let mut per_tx: HashMap<alloy_primitives::B256, usize> = HashMap::new();
+            for log in sorted {
                 let Some((to, value)) = erc20_transfer_to(log) else {
                     continue;
                 };
-                let Some(address) = net.eth_addresses.get(&to) else {
-                    continue;
-                };
-                let (Some(asset), Some(tx), Some(index)) =
-                    (asset_of(&log.address), log.transaction_hash, log.log_index)
+                let (Some(asset), Some(tx)) = (asset_of(&log.address), log.transaction_hash)
                 else {
                     continue;
                 };
+                let n = per_tx.entry(tx).or_default();
+                let nth = *n;
+                *n += 1;
+                let Some(address) = net.eth_addresses.get(&to) else {
+                    continue;
+                };
                 let txid = format!("0x{}", hex::encode(tx));
-                let Ok(output) = u32::try_from(index.to::<u64>()) else {
-                    tracing::warn!(%txid, "log index beyond 32 bits; not reported");
+                let Some(output) = token_output(nth) else {
+                    tracing::warn!(%txid, "more token transfers in one transaction than outputs; not reported");
                     continue;
                 };
                 let Ok(units) = u128::try_from(value) else {
@@ -306,6 +356,48 @@ impl WatchList {
                     amount: Amount::from_base_units(units),
                 });
             }
+        })
+    }
+
+    /// A pending transaction calling `transfer` or `transferFrom` on a
+    /// configured token (`asset_of`) for a watched address: the deposit it
+    /// will be once mined, as output 1 (its one `Transfer` log, the first
+    /// of the transaction). A token whose transfer emits other `Transfer`s
+    /// first, or moves another amount (fee-on-transfer), is confirmed under
+    /// what its logs say: the mined logs are the deposit, this is a
+    /// forecast. Calls through other contracts are seen only when mined.
+    pub fn match_erc20_call(
+        &self,
+        network: Network,
+        tx: &EthTransaction,
+        asset_of: impl Fn(&alloy_primitives::Address) -> Option<AssetId>,
+    ) -> Vec<Matched> {
+        let Some(contract) = tx.to else {
+            return Vec::new();
+        };
+        let Some(asset) = asset_of(&contract) else {
+            return Vec::new();
+        };
+        let Some((to, value)) = erc20_call_to(&tx.input) else {
+            return Vec::new();
+        };
+        self.matching(network, |net, out| {
+            let Some(address) = net.eth_addresses.get(&to) else {
+                return;
+            };
+            let Ok(units) = u128::try_from(value) else {
+                return;
+            };
+            if units == 0 {
+                return;
+            }
+            out.push(Matched::Output {
+                txid: format!("0x{}", hex::encode(tx.hash)),
+                output: 1,
+                address: address.clone(),
+                asset,
+                amount: Amount::from_base_units(units),
+            });
         })
     }
 }
@@ -335,7 +427,11 @@ fn match_eth_tx_in(
         }
     }
     if net.txids.contains(&txid) {
-        out.push(Matched::Tx { txid });
+        // Whether it reverted is read from its receipt by the follower.
+        out.push(Matched::Tx {
+            txid,
+            reverted: false,
+        });
     }
 }
 
@@ -375,7 +471,10 @@ fn match_tx_in(
     if txid.is_some() || spends_watched || !net.blind.is_empty() {
         let id = txid.get_or_insert_with(|| tx.compute_txid().to_string());
         if net.txids.contains(id.as_str()) {
-            out.push(Matched::Tx { txid: id.clone() });
+            out.push(Matched::Tx {
+                txid: id.clone(),
+                reverted: false,
+            });
         }
     }
 }
@@ -449,7 +548,10 @@ mod tests {
         assert!(list.read()[&NET].blind.is_empty(), "no longer hashed blind");
         assert_eq!(
             list.match_bitcoin_tx(NET, &payout, &btc()),
-            vec![Matched::Tx { txid: id.clone() }]
+            vec![Matched::Tx {
+                txid: id.clone(),
+                reverted: false
+            }]
         );
         // Another transaction spending the same outpoint is not the payout.
         let conflict = spend(1, 0, p2wpkh(8));
@@ -468,7 +570,10 @@ mod tests {
         list.add_txid(NET, &id);
         assert_eq!(
             list.match_bitcoin_tx(NET, &own, &btc()),
-            vec![Matched::Tx { txid: id }]
+            vec![Matched::Tx {
+                txid: id,
+                reverted: false
+            }]
         );
     }
 
@@ -495,7 +600,7 @@ mod tests {
 #[cfg(test)]
 mod erc20_tests {
     use super::*;
-    use alloy_primitives::{Address, Bytes, B256, U64};
+    use alloy_primitives::{Address, Bytes, B256, U256, U64};
     use proto::EthereumNetwork;
 
     const NET: Network = Network::Ethereum(EthereumNetwork::Dev);
@@ -552,6 +657,147 @@ mod erc20_tests {
             asset: usdc.clone(),
             amount: Amount::from_base_units(units),
         };
-        assert_eq!(m, vec![want(2, 1_000_000), want(8, 250)]);
+        // Outputs count the token's transfers in the transaction (the one
+        // to `other` and the zero-value one too), from 1.
+        assert_eq!(m, vec![want(1, 1_000_000), want(4, 250)]);
+    }
+
+    /// A transaction paying ETH and a token transfer to one address: the
+    /// native output is 0, the token's 1, whatever the log's block index.
+    #[test]
+    fn native_and_token_transfers_in_one_transaction_are_distinct_outputs() {
+        let watch = WatchList::new();
+        let me = Address::repeat_byte(0x42);
+        let token = Address::repeat_byte(0x70);
+        watch.add_address(
+            NET,
+            &proto::Address::parse(NET, &format!("{me:#x}")).unwrap(),
+        );
+        let usdc = AssetId::new("USDC").unwrap();
+        let eth = AssetId::new("ETH").unwrap();
+        let tx = EthTransaction {
+            hash: B256::repeat_byte(0xee),
+            from: Address::repeat_byte(0x01),
+            to: Some(me),
+            value: U256::from(7u64),
+            nonce: U64::from(0u64),
+            input: Bytes::new(),
+        };
+        let native = watch.match_eth_tx(NET, &tx, &eth);
+        let tokens =
+            watch.match_erc20_logs(NET, &[transfer(token, me, 5, 0)], |_| Some(usdc.clone()));
+        let outputs: Vec<u32> = native
+            .iter()
+            .chain(&tokens)
+            .map(|m| match m {
+                Matched::Output { output, .. } => *output,
+                Matched::Tx { .. } => u32::MAX,
+            })
+            .collect();
+        assert_eq!(outputs, vec![0, 1]);
+    }
+
+    fn call(selector: [u8; 4], words: &[[u8; 32]]) -> Bytes {
+        let mut data = selector.to_vec();
+        for w in words {
+            data.extend(w);
+        }
+        Bytes::from(data)
+    }
+
+    fn pending(to: Address, input: Bytes) -> EthTransaction {
+        EthTransaction {
+            hash: B256::repeat_byte(0xdd),
+            from: Address::repeat_byte(0x01),
+            to: Some(to),
+            value: U256::ZERO,
+            nonce: U64::from(3u64),
+            input,
+        }
+    }
+
+    #[test]
+    fn pending_transfer_calls_on_configured_tokens_match_as_output_1() {
+        let watch = WatchList::new();
+        let me = Address::repeat_byte(0x42);
+        let other = Address::repeat_byte(0x43);
+        let token = Address::repeat_byte(0x70);
+        let canonical = watch.add_address(
+            NET,
+            &proto::Address::parse(NET, &format!("{me:#x}")).unwrap(),
+        );
+        let usdc = AssetId::new("USDC").unwrap();
+        let asset_of = |c: &Address| (*c == token).then(|| usdc.clone());
+        let amount = U256::from(1_500_000u64).to_be_bytes::<32>();
+        let want = vec![Matched::Output {
+            txid: format!("0x{}", "dd".repeat(32)),
+            output: 1,
+            address: canonical,
+            asset: usdc.clone(),
+            amount: Amount::from_base_units(1_500_000),
+        }];
+        let cases: Vec<(EthTransaction, bool)> = vec![
+            (
+                pending(token, call(TRANSFER_SELECTOR, &[me.into_word().0, amount])),
+                true,
+            ),
+            (
+                pending(
+                    token,
+                    call(
+                        TRANSFER_FROM_SELECTOR,
+                        &[other.into_word().0, me.into_word().0, amount],
+                    ),
+                ),
+                true,
+            ),
+            // To someone else, from us, on another contract, zero, short,
+            // dirty address bits, another function.
+            (
+                pending(
+                    token,
+                    call(TRANSFER_SELECTOR, &[other.into_word().0, amount]),
+                ),
+                false,
+            ),
+            (
+                pending(
+                    token,
+                    call(
+                        TRANSFER_FROM_SELECTOR,
+                        &[me.into_word().0, other.into_word().0, amount],
+                    ),
+                ),
+                false,
+            ),
+            (
+                pending(other, call(TRANSFER_SELECTOR, &[me.into_word().0, amount])),
+                false,
+            ),
+            (
+                pending(token, call(TRANSFER_SELECTOR, &[me.into_word().0, [0; 32]])),
+                false,
+            ),
+            (
+                pending(token, call(TRANSFER_SELECTOR, &[me.into_word().0])),
+                false,
+            ),
+            (
+                pending(token, call(TRANSFER_SELECTOR, &[[0xff; 32], amount])),
+                false,
+            ),
+            (
+                pending(
+                    token,
+                    call([0x09, 0x5e, 0xa7, 0xb3], &[me.into_word().0, amount]),
+                ),
+                false,
+            ),
+        ];
+        for (i, (tx, matches)) in cases.into_iter().enumerate() {
+            let got = watch.match_erc20_call(NET, &tx, asset_of);
+            let expected = if matches { want.clone() } else { Vec::new() };
+            assert_eq!(got, expected, "case {i}");
+        }
     }
 }

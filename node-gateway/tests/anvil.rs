@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use alloy_primitives::{Address, B256, U256};
 use anyhow::{anyhow, bail, Context};
-use common::{init_tracing, open_bus, output_status, wait_for, Bus, Events};
+use common::{init_tracing, open_bus, output_status, tx_status, wait_for, Bus, Events};
 use infra::db::Db;
 use node_gateway::{
     ChainsConfig, Erc20Token, EthRpc, EthereumChainConfig, EthereumNode, FailoverConfig,
@@ -156,6 +156,23 @@ fn constructor_args(name: &str, symbol: &str, decimals: u8, supply: u128) -> Vec
     out
 }
 
+/// Calldata of `approve(spender, value)`.
+fn approve_call(spender: Address, value: u128) -> String {
+    let mut data = vec![0x09, 0x5e, 0xa7, 0xb3];
+    data.extend(spender.into_word().0);
+    data.extend(word(U256::from(value)));
+    format!("0x{}", hex::encode(data))
+}
+
+/// Calldata of `transferFrom(from, to, value)`.
+fn transfer_from_call(from: Address, to: Address, value: u128) -> String {
+    let mut data = vec![0x23, 0xb8, 0x72, 0xdd];
+    data.extend(from.into_word().0);
+    data.extend(to.into_word().0);
+    data.extend(word(U256::from(value)));
+    format!("0x{}", hex::encode(data))
+}
+
 /// Calldata of `transfer(to, value)`.
 fn transfer_call(to: Address, value: u128) -> String {
     let mut data = vec![0xa9, 0x05, 0x9c, 0xbb];
@@ -274,17 +291,24 @@ async fn deposits_on(bus: Bus) -> anyhow::Result<()> {
         })
         .await?;
 
+    // The pending token transfer is seen as the output its log will be.
+    let seen = events
+        .wait("token deposit seen", |e| {
+            matches!(output_status(e, &erc20), Some(TxStatus::Seen))
+        })
+        .await?;
+    assert!(
+        matches!(&seen, ChainEvent::Output { output: 1, asset, amount, .. } if *asset == tusd && *amount == Amount::from_base_units(1_500_000)),
+        "{seen:?}"
+    );
+
     anvil.mine(3).await?;
     let r = anvil.receipt(&erc20).await?;
     let b1 = r["blockHash"].as_str().unwrap_or_default().to_owned();
     let h1 = head + 1;
-    let log_index = u32::from_str_radix(
-        r["logs"][0]["logIndex"]
-            .as_str()
-            .unwrap_or_default()
-            .trim_start_matches("0x"),
-        16,
-    )?;
+    // Its log's index in the block is not its output: the native deposit's
+    // transaction may come first in the block.
+    assert!(r["logs"][0]["logIndex"].is_string());
     assert_eq!(anvil.receipt(&reverted).await?["status"], "0x0");
     let at = |txid: &str, depth: u64| {
         let txid = txid.to_owned();
@@ -306,7 +330,7 @@ async fn deposits_on(bus: Bus) -> anyhow::Result<()> {
     assert_eq!(
         (output, address.as_str(), &asset, amount),
         (
-            log_index,
+            1,
             deposit_address.as_str(),
             &tusd,
             Amount::from_base_units(1_500_000)
@@ -365,6 +389,7 @@ async fn deposits_on(bus: Bus) -> anyhow::Result<()> {
     assert_eq!(
         events.output_statuses(&erc20),
         vec![
+            TxStatus::Seen,
             c(&b1, h1, 1),
             c(&b1, h1, 2),
             c(&b1, h1, 3),
@@ -379,6 +404,167 @@ async fn deposits_on(bus: Bus) -> anyhow::Result<()> {
         vec![TxStatus::Seen, TxStatus::Dropped { replaced_by: None }]
     );
 
+    stop.cancel();
+    gw.stopped().await;
+    Ok(())
+}
+
+/// The engine's own transactions: one that is mined but reverts is
+/// confirmed as reverted, one that succeeds is not; a pending
+/// `transferFrom` to a watched address is seen as output 1 and confirmed
+/// as output 1; each poll that moves the tip reports it after its blocks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_reverted_transactions_pending_transfer_from_and_tips() -> anyhow::Result<()> {
+    init_tracing();
+    let anvil = Anvil::start().await?;
+    let accounts = anvil.accounts().await?;
+    let (deployer, payer, hot) = (accounts[0], accounts[1], accounts[2]);
+    let token = anvil.deploy_token(deployer, 6, 1_000_000_000_000).await?;
+    anvil
+        .send(json!({ "from": deployer, "to": token, "data": approve_call(payer, 5_000), "gas": "0x30000" }))
+        .await?;
+    anvil.mine(1).await?;
+
+    let dir = tempfile::tempdir()?;
+    let db = Db::connect(&format!(
+        "sqlite:{}",
+        dir.path().join("engine.db").display()
+    ))
+    .await?;
+    let bus = open_bus(Bus::Local, &db).await?;
+    let mut events = Events::open(&bus, "test").await?;
+    let tusd = AssetId::new("TUSD")?;
+    let stop = CancellationToken::new();
+    let gw = NodeGateway::start(
+        config(
+            &anvil,
+            Duration::from_millis(50),
+            vec![Erc20Token {
+                contract: token,
+                asset: tusd.clone(),
+                decimals: 6,
+            }],
+        )?,
+        db.clone(),
+        bus.clone(),
+        stop.clone(),
+    )
+    .await?;
+    let head = anvil.rpc.block_number().await?;
+    wait_for(|| gw.tip(NET).is_some_and(|t| t.height == head)).await?;
+    let user = Address::repeat_byte(0x42);
+    gw.watch_address(NET, &format!("{user:#x}")).await?;
+
+    // Plain ETH to the token contract reverts (it has no receive function).
+    let failing = anvil
+        .send(json!({ "from": hot, "to": token, "value": "0x1", "gas": "0x30000" }))
+        .await?;
+    let paying = anvil
+        .send(json!({ "from": hot, "to": Address::repeat_byte(0x55), "value": "0x1", "gas": "0x5208" }))
+        .await?;
+    gw.watch_tx(NET, &failing).await?;
+    gw.watch_tx(NET, &paying).await?;
+    let pulled = anvil
+        .send(json!({ "from": payer, "to": token, "data": transfer_from_call(deployer, user, 700), "gas": "0x30000" }))
+        .await?;
+    let seen = events
+        .wait("transferFrom seen", |e| {
+            matches!(output_status(e, &pulled), Some(TxStatus::Seen))
+        })
+        .await?;
+    assert!(
+        matches!(&seen, ChainEvent::Output { output: 1, amount, .. } if *amount == Amount::from_base_units(700)),
+        "{seen:?}"
+    );
+    for t in [&failing, &paying] {
+        events
+            .wait("own transaction seen", |e| {
+                matches!(tx_status(e, t), Some(TxStatus::Seen))
+            })
+            .await?;
+    }
+
+    anvil.mine(1).await?;
+    assert_eq!(anvil.receipt(&failing).await?["status"], "0x0");
+    assert_eq!(anvil.receipt(&paying).await?["status"], "0x1");
+    let confirmed = |txid: &str| {
+        let txid = txid.to_owned();
+        move |e: &ChainEvent| matches!(e, ChainEvent::Transaction { txid: t, status: TxStatus::Confirmed { depth: 1, .. }, .. } if *t == txid)
+    };
+    let f = events
+        .wait("failing confirmed", confirmed(&failing))
+        .await?;
+    let p = events.wait("paying confirmed", confirmed(&paying)).await?;
+    assert!(
+        matches!(f, ChainEvent::Transaction { reverted: true, .. }),
+        "{f:?}"
+    );
+    assert!(
+        matches!(
+            p,
+            ChainEvent::Transaction {
+                reverted: false,
+                ..
+            }
+        ),
+        "{p:?}"
+    );
+    let deposit = events
+        .wait("transferFrom confirmed", |e| {
+            matches!(
+                output_status(e, &pulled),
+                Some(TxStatus::Confirmed { depth: 1, .. })
+            )
+        })
+        .await?;
+    assert!(
+        matches!(&deposit, ChainEvent::Output { output: 1, address, asset, .. } if *asset == tusd && address.eq_ignore_ascii_case(&format!("{user:#x}"))),
+        "{deposit:?}"
+    );
+    anvil.mine(2).await?;
+    wait_for(|| gw.tip(NET).is_some_and(|t| t.height == head + 3)).await?;
+    events.drain(Duration::from_millis(300)).await?;
+
+    // Seen, then confirmed as reverted at depths 1..=3; never dropped.
+    let statuses: Vec<(bool, TxStatus)> = events
+        .all
+        .iter()
+        .filter_map(|e| match e {
+            ChainEvent::Transaction {
+                txid,
+                reverted,
+                status,
+                ..
+            } if *txid == failing => Some((*reverted, status.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(statuses.len(), 4, "{statuses:?}");
+    assert_eq!(statuses[0], (false, TxStatus::Seen));
+    for (i, (reverted, s)) in statuses[1..].iter().enumerate() {
+        assert!(
+            *reverted && matches!(s, TxStatus::Confirmed { depth, .. } if *depth == i as u64 + 1),
+            "{statuses:?}"
+        );
+    }
+    // Every tip follows the block it names; the last is the node's head.
+    let mut connected = std::collections::HashSet::new();
+    let mut tips = Vec::new();
+    for e in &events.all {
+        match e {
+            ChainEvent::BlockConnected { hash, .. } => {
+                connected.insert(hash.clone());
+            }
+            ChainEvent::Tip { height, hash, .. } => {
+                assert!(connected.contains(hash), "tip {hash} before its block");
+                tips.push(*height);
+            }
+            _ => {}
+        }
+    }
+    assert!(tips.windows(2).all(|w| w[0] < w[1]), "{tips:?}");
+    assert_eq!(tips.first(), Some(&head));
+    assert_eq!(tips.last(), Some(&(head + 3)));
     stop.cancel();
     gw.stopped().await;
     Ok(())

@@ -141,6 +141,7 @@ fn block_outputs_paying_watched_scripts_and_watched_txids_match() {
             },
             Matched::Tx {
                 txid: own.compute_txid().to_string(),
+                reverted: false,
             },
         ]
     );
@@ -344,6 +345,7 @@ fn blocks_without_known_matches_are_flagged_for_refetch() {
     assert!(t.tip_matches_unknown());
     let m = Matched::Tx {
         txid: "ab".repeat(32),
+        reverted: false,
     };
     t.set_tip_matches(vec![m]);
     assert!(!t.tip_matches_unknown());
@@ -486,7 +488,10 @@ fn ethereum_native_transfers_and_watched_hashes_match() {
                 asset: eth,
                 amount: Amount::from_base_units(10u128.pow(18)),
             },
-            Matched::Tx { txid: own },
+            Matched::Tx {
+                txid: own,
+                reverted: false,
+            },
         ]
     );
 }
@@ -542,4 +547,39 @@ fn an_ethereum_pending_transfer_replaced_by_sender_and_nonce_is_dropped() {
             }
         )]
     );
+}
+
+/// A watched transaction mined but reverted is confirmed with `reverted`
+/// at every depth; its unconfirmation says nothing of reverting.
+#[test]
+fn a_reverted_watched_transaction_is_confirmed_as_reverted() {
+    let mut t = ChainTracker::new(NET, 2, 10);
+    let a0 = block(BlockHash::all_zeros(), 0, vec![]);
+    let a1 = block(a0.block_hash(), 1, vec![]);
+    let txid = "cd".repeat(32);
+    let own = Matched::Tx {
+        txid: txid.clone(),
+        reverted: true,
+    };
+    t.connect(block_ref(&a0, 0), vec![own]).unwrap();
+    let ev = t.connect(block_ref(&a1, 1), vec![]).unwrap();
+    let (_, gone) = t.disconnect_tip().unwrap();
+    let (_, gone0) = t.disconnect_tip().unwrap();
+    let flags: Vec<(bool, &TxStatus)> = ev
+        .iter()
+        .chain(&gone)
+        .chain(&gone0)
+        .filter_map(|e| match e {
+            ChainEvent::Transaction {
+                reverted, status, ..
+            } => Some((*reverted, status)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(flags.len(), 2, "{flags:?}");
+    assert!(matches!(
+        flags[0],
+        (true, TxStatus::Confirmed { depth: 2, .. })
+    ));
+    assert!(matches!(flags[1], (false, TxStatus::Unconfirmed { .. })));
 }

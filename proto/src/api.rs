@@ -461,3 +461,31 @@ pub enum ServerMessage {
         message: String,
     },
 }
+
+/// One of the engine's payments as the desk sees it (the approval queue).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeskPayment {
+    pub payment_id: String,
+    #[schema(value_type = String, format = Uuid)]
+    pub swap_id: SwapId,
+    /// `payout` or `refund`.
+    pub kind: String,
+    #[schema(value_type = String, example = "BTC")]
+    pub asset: AssetId,
+    #[schema(value_type = String, example = "bitcoin-regtest")]
+    pub network: Network,
+    pub address: String,
+    /// In whole units.
+    pub amount: String,
+    #[schema(value_type = String, pattern = "^[0-9]+$")]
+    pub amount_base_units: Amount,
+    /// `intent`, `approval` (waiting for the desk), `signed`, `broadcast`,
+    /// `confirmed`.
+    pub status: String,
+    pub txid: Option<String>,
+    /// Why it waits, when it does.
+    pub reason: Option<String>,
+    pub approved_by: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+}

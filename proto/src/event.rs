@@ -73,13 +73,30 @@ pub enum TxStatus {
     Dropped { replaced_by: Option<String> },
 }
 
+impl TxStatus {
+    /// The variant's name: `seen`, `confirmed`, `unconfirmed` or `dropped`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TxStatus::Seen => "seen",
+            TxStatus::Confirmed { .. } => "confirmed",
+            TxStatus::Unconfirmed { .. } => "unconfirmed",
+            TxStatus::Dropped { .. } => "dropped",
+        }
+    }
+}
+
 /// A fact observed on a chain by the node gateway.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ChainEvent {
     /// A transaction output paying a watched address (a deposit). For
-    /// Ethereum, `output` is 0 for a native transfer and the log index for an
-    /// ERC-20 `Transfer`.
+    /// Ethereum, `output` is 0 for a native transfer and 1 + n for the n-th
+    /// (from 0) ERC-20 `Transfer` log of a configured token in the
+    /// transaction: distinct from the native transfer of the same
+    /// transaction, and the same wherever the transaction is mined (a block
+    /// log index would change when a reorganisation mines it elsewhere). A
+    /// pending direct `transfer`/`transferFrom` call is reported seen as
+    /// output 1, the index its one `Transfer` log gets when mined.
     Output {
         network: Network,
         txid: String,
@@ -94,6 +111,12 @@ pub enum ChainEvent {
     Transaction {
         network: Network,
         txid: String,
+        /// Ethereum: the transaction was mined but failed (receipt status
+        /// 0): it used its nonce and fee and moved nothing. Only ever true
+        /// with a `confirmed` status; always false on Bitcoin. Absent in
+        /// events written before it existed (read as false).
+        #[serde(default)]
+        reverted: bool,
         #[serde(flatten)]
         status: TxStatus,
     },
@@ -104,6 +127,14 @@ pub enum ChainEvent {
         parent_hash: String,
     },
     BlockDisconnected {
+        network: Network,
+        height: u64,
+        hash: String,
+    },
+    /// The best block of the chain followed changed (blocks connected, or
+    /// a reorganisation to a shorter chain): reported once per poll that
+    /// moved it, after the block events.
+    Tip {
         network: Network,
         height: u64,
         hash: String,
@@ -158,6 +189,7 @@ impl ChainEvent {
                 network,
                 txid,
                 status,
+                ..
             } => {
                 let mut p = vec![network.to_string(), "tx".into(), txid.clone()];
                 p.extend(status_parts(status));
@@ -168,6 +200,9 @@ impl ChainEvent {
             }
             ChainEvent::BlockDisconnected { network, hash, .. } => {
                 vec![network.to_string(), "disconnected".into(), hash.clone()]
+            }
+            ChainEvent::Tip { network, hash, .. } => {
+                vec![network.to_string(), "tip".into(), hash.clone()]
             }
             ChainEvent::Finalized { network, hash, .. } => {
                 vec![network.to_string(), "finalized".into(), hash.clone()]
@@ -183,6 +218,7 @@ impl ChainEvent {
             | ChainEvent::Transaction { network, .. }
             | ChainEvent::BlockConnected { network, .. }
             | ChainEvent::BlockDisconnected { network, .. }
+            | ChainEvent::Tip { network, .. }
             | ChainEvent::Finalized { network, .. } => *network,
         }
     }
@@ -197,6 +233,7 @@ impl EventPayload for ChainEvent {
             ChainEvent::Transaction { .. } => "chain.transaction",
             ChainEvent::BlockConnected { .. } => "chain.block_connected",
             ChainEvent::BlockDisconnected { .. } => "chain.block_disconnected",
+            ChainEvent::Tip { .. } => "chain.tip",
             ChainEvent::Finalized { .. } => "chain.finalized",
         }
     }
@@ -207,6 +244,7 @@ impl EventPayload for ChainEvent {
             ChainEvent::Transaction { txid, .. } => txid.clone(),
             ChainEvent::BlockConnected { network, .. }
             | ChainEvent::BlockDisconnected { network, .. }
+            | ChainEvent::Tip { network, .. }
             | ChainEvent::Finalized { network, .. } => network.to_string(),
         }
     }

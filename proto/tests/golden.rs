@@ -332,6 +332,43 @@ fn unknown_fields_are_refused() {
     assert!(err.contains("unknown field `amount_sid`"), "{err}");
 }
 
+/// A transaction event written before `reverted` existed reads as not
+/// reverted; the new field changes no event id.
+#[test]
+fn transaction_events_without_reverted_read_as_succeeded() {
+    let old = r#"{"type":"transaction","network":"ethereum-dev","txid":"0xdd","status":"confirmed","block_height":41,"block_hash":"0xcc","depth":1}"#;
+    let e: ChainEvent = serde_json::from_str(old).unwrap();
+    let ChainEvent::Transaction { reverted, .. } = &e else {
+        panic!("{e:?}")
+    };
+    assert!(!reverted);
+    let mut failed = e.clone();
+    if let ChainEvent::Transaction { reverted, .. } = &mut failed {
+        *reverted = true;
+    }
+    assert_eq!(e.event_id(), failed.event_id());
+}
+
+/// A native transfer (output 0) and a token transfer (output 1) in one
+/// transaction to one address are two facts with two ids.
+#[test]
+fn native_and_token_outputs_of_one_transaction_have_distinct_ids() {
+    let network = Network::from_str("ethereum-dev").unwrap();
+    let out = |output, asset: AssetId| ChainEvent::Output {
+        network,
+        txid: format!("0x{}", "dd".repeat(32)),
+        output,
+        address: "0x4242424242424242424242424242424242424242".into(),
+        asset,
+        amount: Amount::from_base_units(5),
+        status: TxStatus::Seen,
+    };
+    assert_ne!(
+        out(0, eth()).event_id(),
+        out(1, AssetId::new("USDC").unwrap()).event_id()
+    );
+}
+
 #[test]
 fn chain_events() {
     let network = Network::from_str("bitcoin-regtest").unwrap();
@@ -363,11 +400,23 @@ fn chain_events() {
         ChainEvent::Transaction {
             network: Network::from_str("ethereum-dev").unwrap(),
             txid: format!("0x{}", "dd".repeat(32)),
+            reverted: false,
             status: TxStatus::Seen,
+        },
+        ChainEvent::Transaction {
+            network: Network::from_str("ethereum-dev").unwrap(),
+            txid: format!("0x{}", "dd".repeat(32)),
+            reverted: true,
+            status: TxStatus::Confirmed {
+                block_height: 41,
+                block_hash: format!("0x{}", "cc".repeat(32)),
+                depth: 1,
+            },
         },
         ChainEvent::Transaction {
             network,
             txid: "ee".repeat(32),
+            reverted: false,
             status: TxStatus::Unconfirmed {
                 block_hash: "bb".repeat(32),
             },
@@ -383,12 +432,26 @@ fn chain_events() {
             height: 103,
             hash: "bb".repeat(32),
         },
+        ChainEvent::Tip {
+            network,
+            height: 103,
+            hash: "bb".repeat(32),
+        },
         ChainEvent::Finalized {
             network: Network::Ethereum(proto::EthereumNetwork::Dev),
             height: 40,
             hash: format!("0x{}", "cc".repeat(32)),
         },
     ];
+    let tip = Envelope::new(
+        events[events.len() - 2].event_id(),
+        t(9),
+        events[events.len() - 2].clone(),
+    );
+    assert_eq!(
+        (tip.kind.as_str(), tip.key.as_str()),
+        ("chain.tip", "bitcoin-regtest")
+    );
     check_each("chain_event", &events);
     let envelope = Envelope::new(events[0].event_id(), t(9), events[0].clone());
     assert_eq!(envelope.kind, "chain.output");

@@ -351,6 +351,11 @@ pub enum SwapInput {
         txid: String,
         status: TxStatus,
     },
+    /// A payment's transaction was mined but failed (Ethereum receipt
+    /// status 0): it moved nothing. The swap goes to manual review.
+    PaymentReverted {
+        txid: String,
+    },
     /// Liquidity honoured the price (and hedged); the payout may go.
     Executed,
     /// Execution refused (e.g. lock lost, halted): the deposit is refunded.
@@ -379,6 +384,7 @@ impl SwapInput {
             SwapInput::Deposit { .. } => "deposit",
             SwapInput::PaymentBroadcast { .. } => "payment_broadcast",
             SwapInput::PaymentObserved { .. } => "payment_observed",
+            SwapInput::PaymentReverted { .. } => "payment_reverted",
             SwapInput::Executed => "executed",
             SwapInput::ExecutionFailed { .. } => "execution_failed",
             SwapInput::RefundAddressProvided { .. } => "refund_address_provided",

@@ -488,6 +488,37 @@ impl SwapStore {
         rows.iter().map(swap_from_row).collect()
     }
 
+    /// Up to `limit` swaps, most recently changed first, only those in
+    /// `state` when given (for the desk).
+    pub async fn list_recent(
+        &self,
+        state: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<SwapRecord>, StoreError> {
+        let rows = match state {
+            Some(state) => {
+                let sql = format!(
+                    "SELECT {SWAP_COLUMNS} FROM swaps WHERE state = $1 ORDER BY updated_at_ms DESC, swap_id LIMIT $2"
+                );
+                sqlx::query(&sql)
+                    .bind(state.to_owned())
+                    .bind(limit.max(0))
+                    .fetch_all(self.db.pool())
+                    .await?
+            }
+            None => {
+                let sql = format!(
+                    "SELECT {SWAP_COLUMNS} FROM swaps ORDER BY updated_at_ms DESC, swap_id LIMIT $1"
+                );
+                sqlx::query(&sql)
+                    .bind(limit.max(0))
+                    .fetch_all(self.db.pool())
+                    .await?
+            }
+        };
+        rows.iter().map(swap_from_row).collect()
+    }
+
     /// How many swaps are in each state.
     pub async fn count_by_state(&self) -> Result<BTreeMap<String, i64>, StoreError> {
         let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM swaps GROUP BY state")

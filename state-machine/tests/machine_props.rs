@@ -62,6 +62,10 @@ enum Op {
         txid: u8,
         status: St,
     },
+    /// A payment transaction `t0`..`t3` (or a bogus one) mined but reverted.
+    Reverted {
+        txid: u8,
+    },
     Executed,
     ExecutionFailed,
     RefundAddress {
@@ -89,6 +93,7 @@ fn op() -> impl Strategy<Value = Op> {
         10 => (0usize..6, st()).prop_map(|(slot, status)| Op::Deposit { slot, status }),
         3 => (0usize..4, 0u8..4).prop_map(|(payment, txid)| Op::Broadcast { payment, txid }),
         4 => (0u8..5, st()).prop_map(|(txid, status)| Op::Observed { txid, status }),
+        1 => (0u8..5).prop_map(|txid| Op::Reverted { txid }),
         2 => Just(Op::Executed),
         1 => Just(Op::ExecutionFailed),
         1 => any::<bool>().prop_map(|valid| Op::RefundAddress { valid }),
@@ -148,6 +153,13 @@ fn to_input(op: &Op, swap: &Swap, amounts: &[u128]) -> SwapInput {
             };
             observed(&txid, status.status())
         }
+        Op::Reverted { txid } => SwapInput::PaymentReverted {
+            txid: if *txid < 4 {
+                format!("t{txid}")
+            } else {
+                "bogus".to_owned()
+            },
+        },
         Op::Executed => SwapInput::Executed,
         Op::ExecutionFailed => SwapInput::ExecutionFailed {
             reason: "lock lost".to_owned(),

@@ -259,6 +259,50 @@ fn deposit_seen_before_the_deadline_is_honoured_later() {
 }
 
 #[test]
+fn a_reverted_payout_goes_to_review_and_is_not_paid_again() {
+    let (swap, actions) = run(
+        &open(None),
+        vec![
+            (10, deposit("d1", DEPOSIT, confirmed(2))),
+            (20, SwapInput::Executed),
+            (30, broadcast(&payout_id(), "p1")),
+        ],
+    );
+    assert_eq!(
+        describe_all(&actions),
+        "execute(1000000) pay(payout,2000000)"
+    );
+    // Someone else's transaction reverting is irrelevant.
+    let t = step(
+        &swap,
+        SwapInput::PaymentReverted {
+            txid: "other".into(),
+        },
+        at(35),
+    );
+    assert!(!t.changed);
+    let t = step(
+        &swap,
+        SwapInput::PaymentReverted { txid: "p1".into() },
+        at(40),
+    );
+    assert_eq!(t.swap.status(), SwapStatus::ManualReview);
+    assert!(t.actions.is_empty(), "never paid again by itself");
+    let reason = t.swap.reason.as_deref().unwrap();
+    assert!(
+        reason.contains("reverted") && reason.contains("p1"),
+        "{reason}"
+    );
+    // More chain news changes nothing: only an operator moves it.
+    let (review, actions) = run(
+        &t.swap,
+        vec![(50, observed("p1", confirmed(5))), (60, SwapInput::Tick)],
+    );
+    assert!(actions.is_empty());
+    assert_eq!(review.status(), SwapStatus::ManualReview);
+}
+
+#[test]
 fn reorg_after_payout_goes_to_review_and_never_pays_twice() {
     let (swap, actions) = run(
         &open(None),

@@ -7,12 +7,10 @@
 //! afterwards. Without the variable the PostgreSQL tests fail.
 
 use std::collections::BTreeSet;
-use std::str::FromStr;
 
 use anyhow::{ensure, Context, Result};
 use infra::db::Db;
 use serde_json::json;
-use sqlx::{Connection, Executor};
 use state_machine::store::{
     AppendOutcome, CreateOutcome, NewEvent, NewSwap, OutboxMessage, StateUpdate, StoreError,
     SwapStore,
@@ -683,113 +681,6 @@ mod suite {
 // ---------------------------------------------------------------------------
 // Databases
 
-/// A fresh SQLite file, deleted with the directory.
-struct SqliteDb {
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-fn sqlite_db() -> SqliteDb {
-    let dir = tempfile::tempdir().expect("creating a temporary directory");
-    let url = format!("sqlite:{}", dir.path().join("swaps.db").display());
-    SqliteDb { url, _dir: dir }
-}
-
-/// A fresh PostgreSQL database on the `TEST_DATABASE_URL` server, dropped on drop.
-struct PgDb {
-    url: String,
-    admin_url: String,
-    name: String,
-}
-
-fn server_url() -> String {
-    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| {
-        panic!(
-            "TEST_DATABASE_URL is not set: the PostgreSQL store tests need a server. \
-             Run `eval \"$(sudo scripts/pg.sh)\"` (or as root `eval \"$(scripts/pg.sh)\"`) and retry."
-        )
-    })
-}
-
-/// `url` with its database name replaced by `name`.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let after_scheme = base.find("://").map_or(0, |i| i + 3);
-    let host_end = base[after_scheme..]
-        .find('/')
-        .map_or(base.len(), |i| after_scheme + i);
-    let mut out = format!("{}/{}", &base[..host_end], name);
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
-    }
-    out
-}
-
-async fn pg_db() -> PgDb {
-    let admin_url = server_url();
-    let name = format!("swap_test_{}", Uuid::new_v4().simple());
-    let opts = sqlx::postgres::PgConnectOptions::from_str(&admin_url)
-        .expect("TEST_DATABASE_URL is not a valid URL");
-    let mut admin = sqlx::PgConnection::connect_with(&opts)
-        .await
-        .unwrap_or_else(|e| {
-            panic!("cannot connect to TEST_DATABASE_URL (is the server up? run scripts/pg.sh): {e}")
-        });
-    admin
-        .execute(format!("CREATE DATABASE {name}").as_str())
-        .await
-        .expect("CREATE DATABASE");
-    admin.close().await.ok();
-    PgDb {
-        url: with_database(&admin_url, &name),
-        admin_url,
-        name,
-    }
-}
-
-impl Drop for PgDb {
-    fn drop(&mut self) {
-        let admin_url = self.admin_url.clone();
-        let name = self.name.clone();
-        // Runs on its own thread and runtime: Drop may be called inside a runtime.
-        let dropped = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(async {
-                let opts = sqlx::postgres::PgConnectOptions::from_str(&admin_url)?;
-                let mut admin = sqlx::PgConnection::connect_with(&opts).await?;
-                admin
-                    .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-                    .await?;
-                admin.close().await?;
-                Ok::<_, anyhow::Error>(())
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("could not drop test database {}: {dropped:?}", self.name);
-        }
-    }
-}
-
-#[test]
-fn with_database_replaces_only_the_name() {
-    assert_eq!(
-        with_database("postgres://u:p@127.0.0.1:5432/postgres", "x"),
-        "postgres://u:p@127.0.0.1:5432/x"
-    );
-    assert_eq!(
-        with_database("postgres://u:p@h/db?sslmode=disable", "x"),
-        "postgres://u:p@h/x?sslmode=disable"
-    );
-    assert_eq!(with_database("postgres://h:1", "x"), "postgres://h:1/x");
-}
-
 /// Runs each suite function against a fresh SQLite file and a fresh
 /// PostgreSQL database.
 macro_rules! both_databases {
@@ -798,14 +689,14 @@ macro_rules! both_databases {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
-                    let t = super::sqlite_db();
+                    let t = infra::testing::sqlite();
                     let db = infra::db::Db::connect(&t.url).await.expect("open sqlite");
                     super::suite::$name(db).await.unwrap();
                 }
             )*
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn reopen_keeps_everything() {
-                let t = super::sqlite_db();
+                let t = infra::testing::sqlite();
                 super::suite::reopen_keeps_everything(t.url.clone()).await.unwrap();
             }
         }
@@ -813,7 +704,7 @@ macro_rules! both_databases {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
-                    let t = super::pg_db().await;
+                    let t = infra::testing::postgres().await;
                     let db = infra::db::Db::connect(&t.url).await.expect("open postgres");
                     let result = super::suite::$name(db.clone()).await;
                     db.pool().close().await;
@@ -822,7 +713,7 @@ macro_rules! both_databases {
             )*
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn reopen_keeps_everything() {
-                let t = super::pg_db().await;
+                let t = infra::testing::postgres().await;
                 super::suite::reopen_keeps_everything(t.url.clone()).await.unwrap();
             }
         }

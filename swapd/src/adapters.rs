@@ -57,6 +57,10 @@ impl ChainAccess for NodeChains {
             .map_err(|e| e.to_string())
     }
 
+    async fn btc_fee_rate(&self, network: Network) -> Result<u64, String> {
+        bitcoin_fee_rate(&self.0, network).await
+    }
+
     async fn eth_fees(&self, network: Network) -> Result<Eip1559Fees, String> {
         let rpc = self.eth(network)?;
         let tip = rpc
@@ -87,6 +91,22 @@ impl NodeChains {
             Network::Bitcoin(_) => Err(format!("{network} is not an Ethereum network")),
         }
     }
+}
+
+/// The node's fee estimate for confirmation within 2 blocks, in sat/vB
+/// (rounded up); a fixed fallback when the node has no estimate yet (a
+/// fresh regtest chain). Deposit PSBTs and the hot wallet's payouts both
+/// use it.
+async fn bitcoin_fee_rate(nodes: &NodeGateway, network: Network) -> Result<u64, String> {
+    let rpc = match (network, nodes.bitcoin_rpc()) {
+        (Network::Bitcoin(_), Some(rpc)) => rpc,
+        _ => return Err(format!("no Bitcoin node for {network}")),
+    };
+    let estimate = rpc.estimate_smart_fee(2).await.map_err(|e| e.to_string())?;
+    Ok(estimate
+        .sat_per_kvb
+        .map(|kvb| kvb.div_ceil(1000).max(1))
+        .unwrap_or(FALLBACK_SAT_PER_VB))
 }
 
 /// Liquidity, as the hot wallet sees it.
@@ -144,15 +164,7 @@ impl gateway::DepositChains for RelayChains {
     }
 
     async fn bitcoin_fee_rate(&self, network: Network) -> Result<u64, String> {
-        let rpc = match (network, self.0.bitcoin_rpc()) {
-            (Network::Bitcoin(_), Some(rpc)) => rpc,
-            _ => return Err(format!("no Bitcoin node for {network}")),
-        };
-        let estimate = rpc.estimate_smart_fee(2).await.map_err(|e| e.to_string())?;
-        Ok(estimate
-            .sat_per_kvb
-            .map(|kvb| kvb.div_ceil(1000).max(1))
-            .unwrap_or(FALLBACK_SAT_PER_VB))
+        bitcoin_fee_rate(&self.0, network).await
     }
 
     async fn scan_utxos(
@@ -260,5 +272,39 @@ fn local_txid(network: Network, raw_tx: &[u8]) -> Option<String> {
             .ok()
             .map(|tx| tx.compute_txid().to_string()),
         Network::Ethereum(_) => Some(format!("{:#x}", alloy_primitives::keccak256(raw_tx))),
+    }
+}
+
+/// What the gateway's readiness and desk learn about the bus and the chains.
+#[derive(Debug)]
+pub struct EngineProbes {
+    pub bus: infra::bus::LocalBus,
+    pub nodes: NodeGateway,
+    /// The chains the node gateway was configured to follow.
+    pub networks: Vec<Network>,
+}
+
+#[async_trait]
+impl gateway::ops::Probes for EngineProbes {
+    async fn bus(&self) -> Result<Vec<gateway::ops::BusLagView>, String> {
+        let lags = self.bus.consumer_lag().await.map_err(|e| e.to_string())?;
+        Ok(lags
+            .into_iter()
+            .map(|l| gateway::ops::BusLagView {
+                group: l.group,
+                topic: l.topic,
+                messages: l.messages,
+            })
+            .collect())
+    }
+
+    fn chains(&self) -> Vec<gateway::ops::ChainView> {
+        self.networks
+            .iter()
+            .map(|n| gateway::ops::ChainView {
+                network: n.to_string(),
+                tip_height: self.nodes.tip(*n).map(|t| t.height),
+            })
+            .collect()
     }
 }

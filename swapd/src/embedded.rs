@@ -47,6 +47,15 @@ pub struct EmbeddedConfig {
     pub deposit_window: Duration,
     /// ETH the hot wallet starts with on the simulated chain, in wei.
     pub hot_eth_genesis_wei: u128,
+    /// BTC the treasury sends the hot wallet's inventory address on the
+    /// first start, as this many outputs of `hot_btc_output_sats` each
+    /// (several outputs let payouts run side by side while change waits for
+    /// its confirmation).
+    pub hot_btc_outputs: u32,
+    pub hot_btc_output_sats: u64,
+    /// The bearer token of the desk API (`SWAPD_DESK_TOKEN`); `None`: a
+    /// random one for this run ([`Embedded::desk_token`]).
+    pub desk_token: Option<String>,
     /// The gateway's rate limits and CORS origins.
     pub gateway_limits: gateway::Limits,
     /// How partners' webhooks are retried.
@@ -66,6 +75,9 @@ impl Default for EmbeddedConfig {
             poll_interval: Duration::from_millis(200),
             deposit_window: Duration::from_secs(30 * 60),
             hot_eth_genesis_wei: 10_000 * 10u128.pow(18),
+            hot_btc_outputs: 20,
+            hot_btc_output_sats: 250_000_000,
+            desk_token: None,
             gateway_limits: gateway::Limits::default(),
             gateway_webhooks: gateway::WebhookConfig::default(),
         }
@@ -83,6 +95,10 @@ pub struct Embedded {
     pub hot_wallet: hot_wallet::HotWallet,
     /// The node gateway the services share.
     pub nodes: NodeGateway,
+    /// The desk API's bearer token (configured or generated for this run).
+    pub desk_token: String,
+    /// Whether `desk_token` was generated (so the binary prints it).
+    pub desk_token_generated: bool,
     /// How the gateway was started and what it talks to: enough to start
     /// another gateway instance on the same database and bus.
     pub gateway_config: gateway::GatewayConfig,
@@ -139,6 +155,53 @@ pub fn policy() -> Policy {
     }
 }
 
+/// The hot wallet's limits in embedded mode: a payment over them waits for
+/// the desk's approval (README).
+pub fn payout_limits() -> std::collections::BTreeMap<AssetId, hot_wallet::PayoutLimit> {
+    let btc = 100_000_000u128;
+    let eth = 10u128.pow(18);
+    [("BTC", 2 * btc, 20 * btc), ("ETH", 60 * eth, 600 * eth)]
+        .into_iter()
+        .map(|(asset, per_payment, per_day)| {
+            (
+                AssetId::new(asset).expect("ticker"),
+                hot_wallet::PayoutLimit {
+                    per_payment: Amount::from_base_units(per_payment),
+                    per_day: Amount::from_base_units(per_day),
+                },
+            )
+        })
+        .collect()
+}
+
+/// On the first start, the treasury (the simulated node's faucet) sends the
+/// hot wallet its Bitcoin inventory and mines it into a block. A marker file
+/// in the data directory records that it was done.
+async fn fund_hot_wallet(
+    cfg: &EmbeddedConfig,
+    node: &BitcoinSim,
+    hot_wallet: &hot_wallet::HotWallet,
+) -> anyhow::Result<()> {
+    let marker = cfg.data_dir.join("hot-wallet-funded");
+    if marker.exists() || cfg.hot_btc_outputs == 0 {
+        return Ok(());
+    }
+    let address: bitcoin::Address = hot_wallet
+        .btc_inventory_address()
+        .parse::<bitcoin::Address<bitcoin::address::NetworkUnchecked>>()?
+        .require_network(node.network())?;
+    for _ in 0..cfg.hot_btc_outputs {
+        node.send_to_address(&address, bitcoin::Amount::from_sat(cfg.hot_btc_output_sats))
+            .await
+            .map_err(|e| anyhow::anyhow!("treasury transfer: {e}"))?;
+    }
+    node.mine(1, None)
+        .await
+        .map_err(|e| anyhow::anyhow!("mining the treasury transfer: {e}"))?;
+    std::fs::write(&marker, b"")?;
+    Ok(())
+}
+
 /// Starts the embedded engine.
 pub async fn start(cfg: EmbeddedConfig) -> anyhow::Result<Embedded> {
     std::fs::create_dir_all(&cfg.data_dir)
@@ -162,7 +225,7 @@ pub async fn start(cfg: EmbeddedConfig) -> anyhow::Result<Embedded> {
         ])
         .await
         .context("creating bus topics")?;
-    let bus: SharedBus = Arc::new(local);
+    let bus: SharedBus = Arc::new(local.clone());
     let store = SwapStore::open(db.clone())
         .await
         .context("opening the swap store")?;
@@ -185,6 +248,9 @@ pub async fn start(cfg: EmbeddedConfig) -> anyhow::Result<Embedded> {
     let mut btc_cfg = BitcoinSimConfig::new(cfg.data_dir.join("bitcoin"));
     btc_cfg.rpc_addr = cfg.bitcoin_rpc_listen;
     btc_cfg.block_interval = cfg.bitcoin_block_interval;
+    // Eleven mature coinbases (550 BTC) for the faucet: the treasury's
+    // top-up of the hot wallet and users' deposits come from it.
+    btc_cfg.initial_blocks = 111;
     let bitcoin = BitcoinSim::start(btc_cfg, shutdown.clone())
         .await
         .context("starting the simulated Bitcoin node")?;
@@ -243,6 +309,11 @@ pub async fn start(cfg: EmbeddedConfig) -> anyhow::Result<Embedded> {
             deposit_window: cfg.deposit_window,
             tick_interval: Duration::from_secs(1),
             eth_max_fee_per_gas_cap: 500_000_000_000,
+            btc_min_spend_confirmations: 1,
+            btc_max_fee_rate_sat_per_vb: 500,
+            btc_max_fee_sats: 1_000_000,
+            payment_retry_interval: Duration::from_secs(2),
+            payout_limits: payout_limits(),
         },
         HotWalletDeps {
             store: store.clone(),
@@ -256,13 +327,34 @@ pub async fn start(cfg: EmbeddedConfig) -> anyhow::Result<Embedded> {
     .await
     .context("starting the hot wallet")?;
 
+    fund_hot_wallet(&cfg, &bitcoin, &hot_wallet)
+        .await
+        .context("funding the hot wallet's Bitcoin inventory")?;
+    let (desk_token, desk_token_generated) = match cfg.desk_token.as_deref().map(str::trim) {
+        Some(t) if !t.is_empty() => (t.to_owned(), false),
+        _ => (uuid::Uuid::new_v4().simple().to_string(), true),
+    };
+    let ops = gateway::ops::Ops::new(
+        (*liquidity).clone(),
+        store.clone(),
+        Arc::new(crate::adapters::EngineProbes {
+            bus: local,
+            nodes: nodes.clone(),
+            networks: vec![Network::Bitcoin(BITCOIN), Network::Ethereum(ETHEREUM)],
+        }),
+        Arc::new(gateway::ops::NoPanels),
+        desk_token.clone(),
+    );
+
     let btc = AssetId::new("BTC").expect("ticker");
     let eth = AssetId::new("ETH").expect("ticker");
     let gateway_config = gateway::GatewayConfig {
         listen: cfg.gateway_listen,
         assets,
-        // ETH/BTC joins once the hot wallet pays out on Bitcoin.
-        pairs: vec![Pair::new(btc, eth).expect("pair")],
+        pairs: vec![
+            Pair::new(btc.clone(), eth.clone()).expect("pair"),
+            Pair::new(eth, btc).expect("pair"),
+        ],
         price_interval: Duration::from_millis(250),
         instance_id: "gateway-embedded".into(),
         max_body_bytes: 64 * 1024,
@@ -277,6 +369,7 @@ pub async fn start(cfg: EmbeddedConfig) -> anyhow::Result<Embedded> {
         db: db.clone(),
         // Push, email and SMS go to the log in embedded mode.
         notifier: Arc::new(gateway::LogNotifier),
+        ops: Some(ops),
     };
     let gateway_addr = gateway::run(
         gateway_config.clone(),
@@ -295,6 +388,8 @@ pub async fn start(cfg: EmbeddedConfig) -> anyhow::Result<Embedded> {
         ethereum,
         hot_wallet,
         nodes,
+        desk_token,
+        desk_token_generated,
         gateway_config,
         gateway_deps,
         shutdown,

@@ -54,6 +54,9 @@ struct RunArgs {
     /// Mine an Ethereum block for every transaction, like anvil's default.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     ethereum_automine: bool,
+    /// The desk's bearer token; a random one is made and printed when unset.
+    #[arg(long, env = "SWAPD_DESK_TOKEN", hide_env_values = true)]
+    desk_token: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -123,6 +126,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         ethereum_rpc_listen: args.ethereum_rpc_listen,
         bitcoin_block_interval: (args.bitcoin_block_secs > 0)
             .then(|| Duration::from_secs(args.bitcoin_block_secs)),
+        desk_token: args.desk_token,
         ..EmbeddedConfig::default()
     };
     let engine = embedded::start(cfg).await?;
@@ -138,6 +142,20 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     println!(
         "  ethereum RPC   {}  (chain id 31337, simulated)",
         engine.ethereum_rpc_url
+    );
+    println!(
+        "  swap page      http://{}/   desk http://{}/desk",
+        engine.gateway_addr, engine.gateway_addr
+    );
+    if engine.desk_token_generated {
+        println!(
+            "  desk token     {}  (made for this run; set SWAPD_DESK_TOKEN to choose one)",
+            engine.desk_token
+        );
+    }
+    println!(
+        "  metrics        http://{}/metrics   readiness http://{}/v1/ready",
+        engine.gateway_addr, engine.gateway_addr
     );
     println!("  try: swapd demo   (or: cargo run --release -- demo)");
     tokio::signal::ctrl_c()

@@ -47,7 +47,7 @@ impl Engine {
             .args(["--bitcoin-block-secs", "0"])
             // Payouts wait for the next block, so a kill can land while
             // one is broadcast but not yet confirmed.
-            .args(["--ethereum-automine", "false", "--ethereum-block-secs", "2"])
+            .args(["--ethereum-automine", "false", "--ethereum-block-secs", "4"])
             .env("RUST_LOG", "info,sqlx=warn")
             .stdout(Stdio::null())
             .stderr(log)

@@ -1,5 +1,7 @@
 //! End-to-end tests live in `tests/`; this library holds their shared harness.
 
+pub mod prometheus;
+
 use std::net::SocketAddr;
 use std::path::Path;
 

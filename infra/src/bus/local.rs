@@ -146,6 +146,29 @@ impl LocalBus {
         Ok(())
     }
 
+    /// Per consumer group and topic, how many messages are published but not
+    /// yet committed by that group (summed over partitions).
+    pub async fn consumer_lag(&self) -> Result<Vec<ConsumerLag>, BusError> {
+        let rows = sqlx::query(
+            "SELECT o.group_name AS group_name, o.topic AS topic, \
+             CAST(SUM(h.next_offset - o.next_offset) AS BIGINT) AS lag \
+             FROM bus_offsets o JOIN bus_heads h \
+             ON h.topic = o.topic AND h.partition_no = o.partition_no \
+             GROUP BY o.group_name, o.topic ORDER BY o.group_name, o.topic",
+        )
+        .fetch_all(self.inner.db.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ConsumerLag {
+                    group: row.try_get("group_name")?,
+                    topic: row.try_get("topic")?,
+                    messages: row.try_get::<i64, _>("lag")?,
+                })
+            })
+            .collect()
+    }
+
     /// Partition count of `topic`, creating it with the default if new.
     pub async fn partitions(&self, topic: &str) -> Result<i32, BusError> {
         validate_topic(topic)?;
@@ -153,6 +176,15 @@ impl LocalBus {
             .topic_partitions(topic, self.inner.config.default_partitions)
             .await
     }
+}
+
+/// What one consumer group has left to read of one topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerLag {
+    pub group: String,
+    pub topic: String,
+    /// Published and not yet committed by the group.
+    pub messages: i64,
 }
 
 impl Inner {

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use kafka::{KafkaBus, KafkaConfig};
-pub use local::{LocalBus, LocalConfig, MIGRATIONS};
+pub use local::{ConsumerLag, LocalBus, LocalConfig, MIGRATIONS};
 
 /// One event as published: `id` is unique (consumers deduplicate by it), `key`
 /// chooses the partition (same key, same partition, same order).

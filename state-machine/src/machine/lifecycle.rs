@@ -592,6 +592,7 @@ impl Ctx<'_> {
                 self.observe_payment(txid, status, false, false);
                 Ok(Handled)
             }
+            SwapInput::PaymentReverted { txid } => Ok(self.payment_reverted(txid)),
             SwapInput::RefundAddressProvided { address } => {
                 self.provide_refund_address(address)?;
                 Ok(Handled)
@@ -610,6 +611,33 @@ impl Ctx<'_> {
             | SwapInput::RequoteAccepted { .. }
             | SwapInput::RefundRequested
             | SwapInput::OperatorDecision(_) => Err(self.not_applicable(event)),
+        }
+    }
+
+    /// One of the swap's payments was mined but reverted: nothing was
+    /// paid, and paying again needs a person (the address may be a
+    /// contract that refuses the transfer). Unknown transactions are
+    /// irrelevant.
+    fn payment_reverted(&mut self, txid: &str) -> Outcome<State> {
+        let payment = self
+            .swap
+            .payout
+            .iter()
+            .chain(self.swap.refunds.values())
+            .find(|p| {
+                p.txid.as_deref() == Some(txid) || p.replaced_txids.iter().any(|t| t == txid)
+            });
+        let Some(payment) = payment else {
+            return Handled;
+        };
+        self.swap.reason = Some(format!(
+            "payment {} (transaction {txid}) was mined but reverted: nothing was paid; an operator must decide",
+            payment.order.payment_id
+        ));
+        if self.terminal() || matches!(self.current, State::ManualReview {}) {
+            Handled
+        } else {
+            Transition(State::manual_review())
         }
     }
 

@@ -2,7 +2,8 @@
 //! Spot WebSocket v2 `book` format (subscribe acknowledgements, snapshot,
 //! updates with the CRC32 checksum of the top ten levels, heartbeats), and
 //! a REST order endpoint that fills, partially fills, rejects, delays or is
-//! down, as a scenario commands. Faults on command too: a corrupted
+//! down, as a scenario commands, and checks request signatures when told
+//! to ([`VenueServer::require_credentials`]). Faults on command too: a corrupted
 //! checksum, dropped connections, silence while the venue is down.
 
 use std::collections::BTreeMap;
@@ -13,16 +14,17 @@ use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use liquidity::venue::kraken;
+use liquidity::venue::orders::ApiCredentials;
 use liquidity::venue::BookReceiver;
 use liquidity::{Level, VenueFeed, VenueHealth};
 use proto::Pair;
 use rust_decimal::Decimal;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -43,38 +45,16 @@ pub enum OrderMode {
     Down,
 }
 
-/// An order as the endpoint takes it (`POST /orders`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OrderRequest {
-    /// The client's id: the same id gets the same answer, never a second fill.
-    pub cl_ord_id: String,
-    /// `BTC/USD`.
-    pub symbol: String,
-    /// `buy` or `sell`.
-    pub side: String,
-    /// Base-asset quantity, an exact decimal string.
-    #[serde(with = "rust_decimal::serde::str")]
-    pub order_qty: Decimal,
-}
-
-/// What happened to an order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OrderReport {
-    pub order_id: String,
-    pub cl_ord_id: String,
-    /// `filled`, `partially_filled` or `rejected`.
-    pub status: String,
-    #[serde(with = "rust_decimal::serde::str")]
-    pub filled_qty: Decimal,
-    /// Volume-weighted price of the fill; absent when nothing filled.
-    #[serde(with = "rust_decimal::serde::str_option")]
-    pub avg_price: Option<Decimal>,
-    pub reason: Option<String>,
-}
+/// The order endpoint's wire types are the client's
+/// ([`liquidity::venue::orders`]), so the two cannot drift apart.
+pub use liquidity::venue::orders::{OrderReport, OrderRequest};
 
 #[derive(Debug)]
 struct Orders {
     mode: OrderMode,
+    /// When set, every order must carry this key's `API-Key`, `API-Nonce`
+    /// and `API-Sign` headers (see [`liquidity::venue::orders`]).
+    credentials: Option<ApiCredentials>,
     by_client_id: BTreeMap<String, OrderReport>,
     next_id: u64,
 }
@@ -120,6 +100,7 @@ impl VenueServer {
             subscribes: AtomicU64::new(0),
             orders: Mutex::new(Orders {
                 mode: OrderMode::Fill,
+                credentials: None,
                 by_client_id: BTreeMap::new(),
                 next_id: 1,
             }),
@@ -176,6 +157,21 @@ impl VenueServer {
 
     pub fn set_order_mode(&self, mode: OrderMode) {
         self.control.orders().mode = mode;
+    }
+
+    /// From now on, orders must be signed with `creds` (401 otherwise).
+    pub fn require_credentials(&self, creds: ApiCredentials) {
+        self.control.orders().credentials = Some(creds);
+    }
+
+    /// Every order the endpoint has answered with a report, by client id.
+    pub fn order_reports(&self) -> Vec<OrderReport> {
+        self.control
+            .orders()
+            .by_client_id
+            .values()
+            .cloned()
+            .collect()
     }
 }
 
@@ -432,7 +428,32 @@ fn refusal(status: StatusCode, reason: &str) -> Response {
     (status, Json(serde_json::json!({ "error": reason }))).into_response()
 }
 
-async fn place_order(State(control): State<Arc<Control>>, body: axum::body::Bytes) -> Response {
+/// Checks the request's signature when the endpoint requires one; the
+/// reason it is refused otherwise.
+fn authenticate(control: &Control, headers: &HeaderMap, body: &[u8]) -> Result<(), &'static str> {
+    let Some(creds) = control.orders().credentials.clone() else {
+        return Ok(());
+    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let (Some(key), Some(nonce), Some(sign)) =
+        (header("API-Key"), header("API-Nonce"), header("API-Sign"))
+    else {
+        return Err("API-Key, API-Nonce and API-Sign are required");
+    };
+    if key != creds.api_key || !creds.verify(nonce, body, sign) {
+        return Err("invalid signature");
+    }
+    Ok(())
+}
+
+async fn place_order(
+    State(control): State<Arc<Control>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(why) = authenticate(&control, &headers, &body) {
+        return refusal(StatusCode::UNAUTHORIZED, why);
+    }
     let req: OrderRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => return refusal(StatusCode::BAD_REQUEST, &format!("invalid order: {e}")),
