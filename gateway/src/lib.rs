@@ -168,6 +168,14 @@ pub trait DepositChains: Send + Sync + 'static {
     async fn relay(&self, network: proto::Network, raw_tx: &[u8]) -> Result<String, RelayError>;
     /// The node's fee estimate for confirmation within 2 blocks, sat/vB.
     async fn bitcoin_fee_rate(&self, network: proto::Network) -> Result<u64, String>;
+    /// The confirmed UTXOs paying the descriptors' scripts (Bitcoin Core's
+    /// `scantxoutset`), and the chain height of the scan. `Rejected` when the
+    /// node refuses a descriptor.
+    async fn scan_utxos(
+        &self,
+        network: proto::Network,
+        descriptors: &[String],
+    ) -> Result<(u64, Vec<signing::FoundUtxo>), RelayError>;
     /// Chain id, `from`'s next nonce (pending), the gas the call needs and
     /// EIP-1559 fees, from the node.
     async fn ethereum_params(
@@ -180,10 +188,11 @@ pub trait DepositChains: Send + Sync + 'static {
     ) -> Result<signing::EthTxParams, String>;
 }
 
-/// Why a relay failed.
+/// Why a relay (or a UTXO scan) failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
-    /// The node refused the transaction for good (the message says why).
+    /// The node refused the transaction (or descriptor) for good (the
+    /// message says why).
     #[error("rejected: {0}")]
     Rejected(String),
     /// The node could not be asked; the client may retry the same bytes.
@@ -429,7 +438,7 @@ async fn refund_address(
     request_body = proto::api::PsbtRequest,
     responses(
         (status = 200, description = "An unsigned PSBT (BIP174, base64) paying the deposit's exact amount from the listed UTXOs, RBF signalled, change to the change address; sign it with any standard signer and send it back through /relay or broadcast it yourself", body = proto::api::PsbtResponse),
-        (status = 400, description = "Not a Bitcoin deposit, the swap takes no deposit now, an invalid input or address, or inputs that do not cover amount and fee", body = proto::api::ApiError),
+        (status = 400, description = "Not a Bitcoin deposit, the swap takes no deposit now, an invalid input, descriptor or address, no confirmed UTXO for the descriptors, or inputs that do not cover amount and fee", body = proto::api::ApiError),
         (status = 404, description = "No such swap", body = proto::api::ApiError),
         (status = 503, description = "No fee estimate and none given", body = proto::api::ApiError)
     )

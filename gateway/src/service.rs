@@ -350,7 +350,34 @@ impl Service {
                     )
                 })?,
         };
-        crate::signing::deposit_psbt(&view.deposit, request, fee_rate)
+        if request.descriptors.is_empty() {
+            return crate::signing::deposit_psbt(&view.deposit, request, fee_rate);
+        }
+        if !request.inputs.is_empty() {
+            return Err(Failure::bad_request("give inputs or descriptors, not both"));
+        }
+        let descriptors = crate::signing::scan_descriptors(&request.descriptors)?;
+        let (height, found) = self
+            .inner
+            .deps
+            .chains
+            .scan_utxos(view.deposit.network, &descriptors)
+            .await
+            .map_err(|e| match e {
+                crate::RelayError::Rejected(m) => {
+                    Failure::bad_request(format!("descriptors: the node refused them: {m}"))
+                }
+                crate::RelayError::Unavailable(m) => Failure::new(
+                    ErrorCode::Unavailable,
+                    format!("the node could not scan for UTXOs now ({m}); retry"),
+                ),
+            })?;
+        let scanned = proto::api::PsbtRequest {
+            inputs: crate::signing::inputs_from_scan(view.deposit.network, height, &found)?,
+            descriptors: Vec::new(),
+            ..request.clone()
+        };
+        crate::signing::deposit_psbt(&view.deposit, &scanned, fee_rate)
     }
 
     /// The unsigned EIP-1559 transaction paying the swap's ETH or token

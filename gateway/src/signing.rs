@@ -592,9 +592,42 @@ mod tests {
         }
     }
 
+    #[test]
+    fn key_origins_are_read_from_scanned_descriptors() {
+        let pk = "03a34b99f22c790c4e36b2b3c2c35a36db06226e41c692fc82b8b56ac1c540c5bd";
+        let o =
+            key_origin_from_desc(&format!("wpkh([d34db33f/84'/1'/0'/0/7]{pk})#abcdefgh")).unwrap();
+        assert_eq!(o.fingerprint, "d34db33f");
+        assert_eq!(o.path, "m/84'/1'/0'/0/7");
+        assert_eq!(o.pubkey, pk);
+        let x = &pk[2..];
+        let o = key_origin_from_desc(&format!("tr([D34DB33F/86h/1h/0h/1/0]{x})")).unwrap();
+        assert_eq!((o.path.as_str(), o.pubkey.len()), ("m/86'/1'/0'/1/0", 64));
+        assert_eq!(key_origin_from_desc("addr(bcrt1qxyz)#q"), None);
+        assert_eq!(key_origin_from_desc(&format!("wpkh({pk})")), None);
+    }
+
+    #[test]
+    fn descriptors_are_checked_and_a_bare_tpub_is_a_bip84_account() {
+        let tpub = "tpubDC8msFGeGuwnKG9Upg7DM2b4DaRqg3CUZa5g8v2SRQ6K4NSkxUgd7HsL2XVWbVm39yBA4LAxysQAm397zwQSQoQgewGiYZqrA9DsP4zbQ1M";
+        let got = scan_descriptors(&[tpub.to_owned(), "addr(bcrt1q)".to_owned()]).unwrap();
+        assert_eq!(
+            got,
+            [
+                format!("wpkh({tpub}/0/*)"),
+                format!("wpkh({tpub}/1/*)"),
+                "addr(bcrt1q)".to_owned()
+            ]
+        );
+        assert!(scan_descriptors(&["nope".to_owned()]).is_err());
+        assert!(scan_descriptors(&["".to_owned()]).is_err());
+        assert!(scan_descriptors(&vec!["addr(x)".to_owned(); 9]).is_err());
+    }
+
     fn request(inputs: Vec<PsbtInput>) -> PsbtRequest {
         PsbtRequest {
             inputs,
+            descriptors: vec![],
             change_address: CHANGE.into(),
             change_key_origin: None,
             fee_rate_sat_vb: None,
@@ -707,4 +740,123 @@ mod tests {
         assert!(parse_raw_tx("0xzz").is_err());
         assert_eq!(parse_raw_tx("0x0102").unwrap(), vec![1, 2]);
     }
+}
+
+/// A UTXO the node found for the client's descriptors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundUtxo {
+    pub txid: String,
+    pub vout: u32,
+    pub script_pubkey: bitcoin::ScriptBuf,
+    pub value_sats: u64,
+    /// The output's own descriptor, its key with origin
+    /// (`wpkh([d34db33f/84'/1'/0'/0/3]02…)#…`).
+    pub desc: String,
+    pub coinbase: bool,
+    pub height: u64,
+}
+
+const MAX_DESCRIPTORS: usize = 8;
+const MAX_DESCRIPTOR_LEN: usize = 1000;
+const COINBASE_MATURITY: u64 = 100;
+
+/// The descriptors to scan for: each checked for size and characters; a
+/// bare xpub/tpub becomes its BIP84 receive and change chains. The node
+/// checks the rest (syntax, checksum, network).
+pub fn scan_descriptors(descriptors: &[String]) -> Result<Vec<String>, Failure> {
+    if descriptors.len() > MAX_DESCRIPTORS {
+        return Err(Failure::bad_request(format!(
+            "descriptors: at most {MAX_DESCRIPTORS}"
+        )));
+    }
+    let mut out = Vec::new();
+    for (i, d) in descriptors.iter().enumerate() {
+        let d = d.trim();
+        if d.is_empty()
+            || d.len() > MAX_DESCRIPTOR_LEN
+            || !d.is_ascii()
+            || d.chars().any(|c| c.is_ascii_control())
+        {
+            return Err(Failure::bad_request(format!(
+                "descriptors[{i}]: 1 to {MAX_DESCRIPTOR_LEN} printable ASCII characters"
+            )));
+        }
+        if d.contains('(') {
+            out.push(d.to_owned());
+        } else if d.parse::<bitcoin::bip32::Xpub>().is_ok() {
+            out.push(format!("wpkh({d}/0/*)"));
+            out.push(format!("wpkh({d}/1/*)"));
+        } else {
+            return Err(Failure::bad_request(format!(
+                "descriptors[{i}]: neither an output descriptor nor an xpub"
+            )));
+        }
+    }
+    Ok(out)
+}
+
+/// The key origin in an output's descriptor, as the PSBT needs it:
+/// `…([fingerprint/path]pubkey)…`.
+pub fn key_origin_from_desc(desc: &str) -> Option<proto::api::KeyOrigin> {
+    let start = desc.find('[')? + 1;
+    let end = start + desc[start..].find(']')?;
+    let (fingerprint, path) = desc[start..end]
+        .split_once('/')
+        .unwrap_or((&desc[start..end], ""));
+    if fingerprint.len() != 8 || !fingerprint.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let rest = &desc[end + 1..];
+    let key_len = rest
+        .find(|c: char| !c.is_ascii_hexdigit())
+        .unwrap_or(rest.len());
+    let pubkey = &rest[..key_len];
+    if pubkey.len() != 66 && pubkey.len() != 64 {
+        return None;
+    }
+    let path = if path.is_empty() {
+        "m".to_owned()
+    } else {
+        format!("m/{}", path.replace('h', "'"))
+    };
+    Some(proto::api::KeyOrigin {
+        fingerprint: fingerprint.to_ascii_lowercase(),
+        path,
+        pubkey: pubkey.to_ascii_lowercase(),
+    })
+}
+
+/// PSBT inputs from scanned UTXOs: immature coinbase outputs are left out;
+/// each input carries its address, amount and the key origin its
+/// descriptor names.
+pub fn inputs_from_scan(
+    network: Network,
+    tip_height: u64,
+    found: &[FoundUtxo],
+) -> Result<Vec<proto::api::PsbtInput>, Failure> {
+    let Network::Bitcoin(btc) = network else {
+        return Err(Failure::bad_request("descriptors are for Bitcoin deposits"));
+    };
+    let inputs: Vec<proto::api::PsbtInput> = found
+        .iter()
+        .filter(|u| !u.coinbase || tip_height + 1 >= u.height + COINBASE_MATURITY)
+        .filter_map(|u| {
+            let address = BtcAddress::from_script(&u.script_pubkey, btc.to_bitcoin()).ok()?;
+            Some(proto::api::PsbtInput {
+                txid: u.txid.clone(),
+                vout: u.vout,
+                address: address.to_string(),
+                amount: proto::Amount::from_base_units(u128::from(u.value_sats))
+                    .to_decimal_string(8),
+                previous_tx: None,
+                key_origin: key_origin_from_desc(&u.desc),
+            })
+        })
+        .collect();
+    if inputs.is_empty() {
+        return Err(Failure::bad_request(
+            "descriptors: the node found no spendable confirmed UTXO for them",
+        ));
+    }
+    Ok(inputs)
 }

@@ -61,6 +61,36 @@ pub struct TxOutInfo {
     pub coinbase: bool,
 }
 
+/// What to look for with `scantxoutset`: an output descriptor, and for a
+/// ranged one (`/*`) the child indexes (Core's default is 0 to 999).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanObject {
+    pub desc: String,
+    pub range: Option<(u32, u32)>,
+}
+
+/// One unspent output `scantxoutset` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScannedUtxo {
+    pub txid: Txid,
+    pub vout: u32,
+    pub script_pubkey: bitcoin::ScriptBuf,
+    /// The descriptor of this one output, keys with their origins.
+    pub desc: String,
+    pub value_sats: u64,
+    pub coinbase: bool,
+    pub height: u64,
+}
+
+/// `scantxoutset start`'s answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UtxoScan {
+    pub height: u64,
+    pub bestblock: BlockHash,
+    pub unspents: Vec<ScannedUtxo>,
+    pub total_sats: u64,
+}
+
 /// A typed Bitcoin Core JSON-RPC client. Cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub struct BitcoinRpc {
@@ -288,6 +318,74 @@ impl BitcoinRpc {
             script_pubkey: bitcoin::ScriptBuf::from_bytes(script),
             coinbase: raw.coinbase,
         }))
+    }
+
+    /// Scans the UTXO set (confirmed outputs only) for the descriptors'
+    /// scripts: `scantxoutset "start" [{"desc": …, "range": [a, b]}, …]`.
+    pub async fn scan_tx_out_set(&self, objects: &[ScanObject]) -> Result<UtxoScan, RpcError> {
+        #[derive(Deserialize)]
+        struct RawUtxo {
+            txid: Txid,
+            vout: u32,
+            #[serde(rename = "scriptPubKey")]
+            script_pub_key: String,
+            desc: String,
+            amount: serde_json::Number,
+            #[serde(default)]
+            coinbase: bool,
+            height: u64,
+        }
+        #[derive(Deserialize)]
+        struct Raw {
+            success: bool,
+            height: u64,
+            bestblock: BlockHash,
+            unspents: Vec<RawUtxo>,
+            total_amount: serde_json::Number,
+        }
+        let params: Vec<Value> = objects
+            .iter()
+            .map(|o| match o.range {
+                Some((a, b)) => json!({"desc": o.desc, "range": [a, b]}),
+                None => json!({"desc": o.desc}),
+            })
+            .collect();
+        let raw: Raw = self
+            .transport
+            .call("scantxoutset", json!(["start", params]))
+            .await?;
+        let bad = |reason: String| RpcError::Decode {
+            method: "scantxoutset".into(),
+            reason,
+        };
+        if !raw.success {
+            return Err(bad("the scan did not complete".into()));
+        }
+        let unspents = raw
+            .unspents
+            .into_iter()
+            .map(|u| {
+                Ok(ScannedUtxo {
+                    txid: u.txid,
+                    vout: u.vout,
+                    script_pubkey: bitcoin::ScriptBuf::from_bytes(
+                        hex::decode(&u.script_pub_key).map_err(|e| bad(e.to_string()))?,
+                    ),
+                    desc: u.desc,
+                    value_sats: btc_to_sats(&u.amount.to_string())
+                        .ok_or_else(|| bad(format!("amount {} is not a BTC amount", u.amount)))?,
+                    coinbase: u.coinbase,
+                    height: u.height,
+                })
+            })
+            .collect::<Result<Vec<_>, RpcError>>()?;
+        Ok(UtxoScan {
+            height: raw.height,
+            bestblock: raw.bestblock,
+            unspents,
+            total_sats: btc_to_sats(&raw.total_amount.to_string())
+                .ok_or_else(|| bad(format!("total {} is not a BTC amount", raw.total_amount)))?,
+        })
     }
 
     /// Mines `n` blocks paying `address` (regtest only).

@@ -147,8 +147,17 @@ pub struct PsbtInput {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PsbtRequest {
-    /// Every listed UTXO is spent (the wallet chooses its coins).
+    /// Every listed UTXO is spent (the wallet chooses its coins). Give
+    /// these or `descriptors`, not both.
+    #[serde(default)]
     pub inputs: Vec<PsbtInput>,
+    /// Output descriptors of the wallet (`wpkh([d34db33f/84h/1h/0h]tpub…/0/*)`,
+    /// `tr(…)`, `addr(…)`; a bare xpub/tpub is read as a BIP84 account:
+    /// `wpkh(KEY/0/*)` and `wpkh(KEY/1/*)`, indexes 0 to 999): the node finds
+    /// their confirmed UTXOs (`scantxoutset`) and all of them are spent, with
+    /// key origins from the descriptors.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub descriptors: Vec<String>,
     /// Where the change goes (dropped to the fee when below dust).
     pub change_address: String,
     #[serde(default)]

@@ -185,6 +185,7 @@ fn rest_messages() {
     check(
         "psbt_request",
         &PsbtRequest {
+            descriptors: vec![],
             inputs: vec![PsbtInput {
                 txid: "5f2c0e6fa4b1c8d3e9f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5".into(),
                 vout: 1,

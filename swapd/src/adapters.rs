@@ -167,6 +167,47 @@ impl gateway::DepositChains for RelayChains {
         bitcoin_fee_rate(&self.0, network).await
     }
 
+    async fn scan_utxos(
+        &self,
+        network: Network,
+        descriptors: &[String],
+    ) -> Result<(u64, Vec<gateway::signing::FoundUtxo>), gateway::RelayError> {
+        let rpc = match (network, self.0.bitcoin_rpc()) {
+            (Network::Bitcoin(_), Some(rpc)) => rpc,
+            _ => {
+                return Err(gateway::RelayError::Rejected(format!(
+                    "no Bitcoin node for {network}"
+                )))
+            }
+        };
+        let objects: Vec<node_gateway::bitcoin_rpc::ScanObject> = descriptors
+            .iter()
+            .map(|d| node_gateway::bitcoin_rpc::ScanObject {
+                desc: d.clone(),
+                range: None,
+            })
+            .collect();
+        let scan = rpc.scan_tx_out_set(&objects).await.map_err(|e| match e {
+            node_gateway::RpcError::Node { .. } => gateway::RelayError::Rejected(e.to_string()),
+            other => gateway::RelayError::Unavailable(other.to_string()),
+        })?;
+        Ok((
+            scan.height,
+            scan.unspents
+                .into_iter()
+                .map(|u| gateway::signing::FoundUtxo {
+                    txid: u.txid.to_string(),
+                    vout: u.vout,
+                    script_pubkey: u.script_pubkey,
+                    value_sats: u.value_sats,
+                    desc: u.desc,
+                    coinbase: u.coinbase,
+                    height: u.height,
+                })
+                .collect(),
+        ))
+    }
+
     async fn ethereum_params(
         &self,
         network: Network,

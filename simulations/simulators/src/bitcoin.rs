@@ -29,6 +29,7 @@
 //! - Amounts are printed exactly with eight decimals, as bitcoind does.
 
 pub mod chain;
+pub mod descriptor;
 mod rpc;
 mod store;
 pub mod verify;
