@@ -23,10 +23,15 @@ pub async fn start(
     store: &SwapStore,
     shutdown: CancellationToken,
     _tracker: &TaskTracker,
-) -> anyhow::Result<Arc<Liquidity>> {
+) -> anyhow::Result<(Arc<Liquidity>, Arc<SimVenue>)> {
     let key = signing_key(cfg)?;
-    let venue = SimVenue::start(SimVenueConfig::new("simvenue", seed()), shutdown.clone());
-    let venues: Vec<Arc<dyn VenueFeed>> = vec![venue];
+    let venue_cfg = SimVenueConfig::new("simvenue", cfg.venue_seed.unwrap_or_else(seed));
+    let venue = if cfg.venue_autostep {
+        SimVenue::start(venue_cfg, shutdown.clone())
+    } else {
+        SimVenue::start_held(venue_cfg, shutdown.clone())
+    };
+    let venues: Vec<Arc<dyn VenueFeed>> = vec![venue.clone()];
     let liquidity = Liquidity::start(
         LiquidityConfig::dev(assets, &key),
         venues,
@@ -39,7 +44,7 @@ pub async fn start(
         tracing::info!(count = locks.len(), "restoring price locks of open swaps");
     }
     liquidity.restore(&locks).context("restoring price locks")?;
-    Ok(Arc::new(liquidity))
+    Ok((Arc::new(liquidity), venue))
 }
 
 /// The price locks of the swaps that are still open, rebuilt from the
