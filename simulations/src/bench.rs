@@ -13,6 +13,7 @@ use serde_json::Value;
 
 pub mod address_derivation;
 pub mod chain_ingest;
+pub mod e2e;
 pub mod persisted_transition;
 pub mod pg;
 pub mod rfq_pricing;
@@ -192,6 +193,16 @@ pub const REGISTRY: &[Benchmark] = &[
         name: "rfq-pricing",
         about: "µs to price one RFQ from 3 venues x 50 levels (aggregate + walk + costs) vs walking one venue's single book, no aggregation",
         run: |c| Box::pin(rfq_pricing::run(c)),
+    },
+    Benchmark {
+        name: "rfq-roundtrip",
+        about: "µs per firm quote over the gateway's REST API (embedded engine, one client) vs the same RFQ priced in-process",
+        run: |c| Box::pin(e2e::rfq_roundtrip(c)),
+    },
+    Benchmark {
+        name: "e2e-swaps",
+        about: "swaps/s from quote to confirmed payout in embedded mode (200 simulated users) vs the seed talk's 100,000 transactions a day (1.157/s)",
+        run: |c| Box::pin(e2e::e2e_swaps(c)),
     },
 ];
 
