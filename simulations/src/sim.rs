@@ -745,6 +745,41 @@ impl User {
                     self.tag()
                 ));
             }
+            if self.scenario == Scenario::Rbf {
+                // The wallet replaces its own deposit with a higher fee
+                // (BIP125); the replacement pays the same deposit.
+                self.wait_seen(w, &deposit_txid).await?;
+                let wallet = self.wallet.as_ref().ok_or_else(|| anyhow!("no wallet"))?;
+                let raw = wallet::raw_hex(&wallet.bumped(&psbt, 5_000)?);
+                match w.gw.relay(&id, &raw).await? {
+                    Ok(relayed) => {
+                        let new_txid = relayed["txid"].as_str().unwrap_or_default().to_owned();
+                        if let Some(s) = self.sent.iter_mut().find(|s| s.txid == deposit_txid) {
+                            s.role = Role::Replaced;
+                        }
+                        let vout = w.vout_paying(&new_txid, &address).await?;
+                        self.sent.push(Sent {
+                            txid: new_txid,
+                            raw,
+                            vout,
+                            sats: amount,
+                            role: Role::User,
+                        });
+                        w.log(format!(
+                            "step {} {}: deposit replaced (BIP125)",
+                            w.step,
+                            self.tag()
+                        ));
+                    }
+                    // A wallet whose replacement is refused keeps the original.
+                    Err(e) => w.log(format!(
+                        "step {} {}: replacement refused ({}); the original stands",
+                        w.step,
+                        self.tag(),
+                        e.message
+                    )),
+                }
+            }
             self.acted = true;
         }
         Ok(())
