@@ -13,6 +13,7 @@ use serde_json::Value;
 
 pub mod address_derivation;
 pub mod chain_ingest;
+pub mod e2e;
 pub mod persisted_transition;
 pub mod pg;
 pub mod quote_fanout;
@@ -198,6 +199,16 @@ pub const REGISTRY: &[Benchmark] = &[
         name: "quote-fanout",
         about: "p99 delivered-tick latency of 1,000/5,000/10,000 websocket clients on BTC/ETH at 10 Hz through the gateway vs a bare tokio-tungstenite broadcast server; throughput and idle memory per client in detail",
         run: |c| Box::pin(quote_fanout::run(c)),
+    },
+    Benchmark {
+        name: "rfq-roundtrip",
+        about: "µs per firm quote over the gateway's REST API (embedded engine, one client) vs the same RFQ priced in-process",
+        run: |c| Box::pin(e2e::rfq_roundtrip(c)),
+    },
+    Benchmark {
+        name: "e2e-swaps",
+        about: "swaps/s from quote to confirmed payout in embedded mode (200 simulated users) vs the seed talk's 100,000 transactions a day (1.157/s)",
+        run: |c| Box::pin(e2e::e2e_swaps(c)),
     },
 ];
 

@@ -1,4 +1,6 @@
 //! The whole engine exercised against the simulators (`simulators`):
-//! scenarios and the benchmark runner (`swap-bench`).
+//! scenarios with faults and invariant reports (`swap-sim`) and the
+//! benchmark runner (`swap-bench`).
 
 pub mod bench;
+pub mod sim;

@@ -20,6 +20,7 @@ use proto::{
 };
 use simulators::bitcoin::{BitcoinSim, BitcoinSimConfig};
 use simulators::ethereum::{EthereumSim, EthereumSimConfig};
+use simulators::venue::SimVenue;
 use state_machine::machine::Policy;
 use state_machine::store::SwapStore;
 use tokio_util::sync::CancellationToken;
@@ -60,6 +61,16 @@ pub struct EmbeddedConfig {
     pub gateway_limits: gateway::Limits,
     /// How partners' webhooks are retried.
     pub gateway_webhooks: gateway::WebhookConfig,
+    /// Seed of the simulated venue's price paths; `None`: a new market
+    /// each start.
+    pub venue_seed: Option<u64>,
+    /// The venue's price paths step every tick by themselves; when false
+    /// they move only on [`Embedded::venue`]`.step()` (the books are still
+    /// republished every tick, so they do not go stale).
+    pub venue_autostep: bool,
+    /// Minimum time the user has to decide after an amount mismatch before
+    /// the deposit is refunded; `None`: the policy's default.
+    pub mismatch_decision_window: Option<Duration>,
 }
 
 impl Default for EmbeddedConfig {
@@ -80,6 +91,9 @@ impl Default for EmbeddedConfig {
             desk_token: None,
             gateway_limits: gateway::Limits::default(),
             gateway_webhooks: gateway::WebhookConfig::default(),
+            venue_seed: None,
+            venue_autostep: true,
+            mismatch_decision_window: None,
         }
     }
 }
@@ -92,6 +106,9 @@ pub struct Embedded {
     pub ethereum_rpc_url: String,
     pub bitcoin: BitcoinSim,
     pub ethereum: EthereumSim,
+    /// The simulated venue liquidity prices from (scenarios move it, jump
+    /// it, take it down).
+    pub venue: Arc<SimVenue>,
     pub hot_wallet: hot_wallet::HotWallet,
     /// The node gateway the services share.
     pub nodes: NodeGateway,
@@ -293,7 +310,7 @@ pub async fn start(cfg: EmbeddedConfig) -> anyhow::Result<Embedded> {
     .await
     .context("starting the node gateway")?;
 
-    let liquidity =
+    let (liquidity, venue) =
         crate::liquidity::start(&cfg, assets.clone(), &store, shutdown.clone(), &tracker)
             .await
             .context("starting liquidity")?;
@@ -305,7 +322,14 @@ pub async fn start(cfg: EmbeddedConfig) -> anyhow::Result<Embedded> {
             bitcoin_network: BITCOIN,
             ethereum_network: ETHEREUM,
             assets: assets.clone(),
-            policy: policy(),
+            policy: {
+                let mut p = policy();
+                if let Some(w) = cfg.mismatch_decision_window {
+                    p.mismatch_decision_window_secs =
+                        i64::try_from(w.as_secs()).unwrap_or(i64::MAX);
+                }
+                p
+            },
             deposit_window: cfg.deposit_window,
             tick_interval: Duration::from_secs(1),
             eth_max_fee_per_gas_cap: 500_000_000_000,
@@ -386,6 +410,7 @@ pub async fn start(cfg: EmbeddedConfig) -> anyhow::Result<Embedded> {
         ethereum_rpc_url: ethereum.rpc_url(),
         bitcoin,
         ethereum,
+        venue,
         hot_wallet,
         nodes,
         desk_token,

@@ -29,9 +29,14 @@ pub async fn start(
     store: &SwapStore,
     shutdown: CancellationToken,
     _tracker: &TaskTracker,
-) -> anyhow::Result<Arc<Liquidity>> {
+) -> anyhow::Result<(Arc<Liquidity>, Arc<SimVenue>)> {
     let key = signing_key(cfg)?;
-    let venue = SimVenue::start(SimVenueConfig::new("simvenue", seed()), shutdown.clone());
+    let venue_cfg = SimVenueConfig::new("simvenue", cfg.venue_seed.unwrap_or_else(seed));
+    let venue = if cfg.venue_autostep {
+        SimVenue::start(venue_cfg, shutdown.clone())
+    } else {
+        SimVenue::start_held(venue_cfg, shutdown.clone())
+    };
     // Hedge orders go to the simulated venue's REST order endpoint on
     // loopback, signed as a real venue wants them (credentials made per run).
     let server = VenueServer::start(
@@ -51,7 +56,7 @@ pub async fn start(
         Duration::from_secs(5),
     )
     .context("building the hedge order client")?;
-    let venues: Vec<Arc<dyn VenueFeed>> = vec![venue];
+    let venues: Vec<Arc<dyn VenueFeed>> = vec![venue.clone()];
     let liquidity_cfg = LiquidityConfig::dev(assets, &key);
     let clock: Arc<dyn liquidity::Clock> = Arc::new(SystemClock);
     let liquidity = Liquidity::start(
@@ -79,7 +84,7 @@ pub async fn start(
         tracing::info!(count = locks.len(), "restoring price locks of open swaps");
     }
     liquidity.restore(&locks).context("restoring price locks")?;
-    Ok(Arc::new(liquidity))
+    Ok((Arc::new(liquidity), venue))
 }
 
 /// The price locks of the swaps that are still open, rebuilt from the

@@ -57,6 +57,21 @@ struct RunArgs {
     /// The desk's bearer token; a random one is made and printed when unset.
     #[arg(long, env = "SWAPD_DESK_TOKEN", hide_env_values = true)]
     desk_token: Option<String>,
+    /// Seed of the simulated venue's price paths (default: a new market each start).
+    #[arg(long)]
+    venue_seed: Option<u64>,
+    /// Hold the simulated venue's prices still (books stay fresh; prices move only on command).
+    #[arg(long)]
+    venue_held: bool,
+    /// Seconds a user has to deposit after accepting.
+    #[arg(long, default_value_t = 30 * 60)]
+    deposit_window_secs: u64,
+    /// Seconds a user has to decide after an amount mismatch (default: the policy's).
+    #[arg(long)]
+    mismatch_window_secs: Option<u64>,
+    /// Milliseconds between two polls of the nodes.
+    #[arg(long, default_value_t = 200)]
+    poll_ms: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -127,6 +142,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         bitcoin_block_interval: (args.bitcoin_block_secs > 0)
             .then(|| Duration::from_secs(args.bitcoin_block_secs)),
         desk_token: args.desk_token,
+        ethereum_block_interval: (args.ethereum_block_secs > 0)
+            .then(|| Duration::from_secs(args.ethereum_block_secs)),
+        ethereum_automine: args.ethereum_automine,
+        venue_seed: args.venue_seed,
+        venue_autostep: !args.venue_held,
+        deposit_window: Duration::from_secs(args.deposit_window_secs),
+        mismatch_decision_window: args.mismatch_window_secs.map(Duration::from_secs),
+        poll_interval: Duration::from_millis(args.poll_ms.max(1)),
         ..EmbeddedConfig::default()
     };
     let engine = embedded::start(cfg).await?;

@@ -130,6 +130,33 @@ impl SimVenue {
         venue
     }
 
+    /// Starts a venue whose paths move only on [`SimVenue::step`] (or a
+    /// set price or jump), but whose books are republished every
+    /// `cfg.tick` so that they stay fresh: a market a scenario drives.
+    pub fn start_held(cfg: SimVenueConfig, shutdown: CancellationToken) -> Arc<Self> {
+        let venue = Self::new(cfg);
+        let this = Arc::clone(&venue);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(this.tick);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tick.tick() => this.refresh(),
+                }
+            }
+        });
+        venue
+    }
+
+    /// Publishes the current books again (fresh timestamps, same prices)
+    /// when up; the paths do not move.
+    pub fn refresh(&self) {
+        let mut st = self.state();
+        self.publish_all(&mut st);
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
