@@ -81,6 +81,10 @@ pub(crate) trait ChainSource: Send + Sync {
     /// The watched items of `txids` were confirmed in a connected block
     /// (called before their events are published).
     fn confirmed(&mut self, _txids: &[String]) {}
+    /// Items of a block just reorganised away (see
+    /// [`MempoolTracker::unconfirmed`]); Bitcoin only: an Ethereum node
+    /// keeps no such promise about its pool.
+    fn unconfirmed(&mut self, _txid: &str, _matches: Vec<Matched>) {}
     /// Looks at the mempool after the blocks are processed.
     async fn poll_mempool(&mut self, _tracker: &ChainTracker) -> Result<Vec<ChainEvent>, RpcError> {
         Ok(Vec::new())
@@ -323,6 +327,14 @@ impl<S: ChainSource> Follower<S> {
                 break;
             };
             tracing::info!(height = gone.height, hash = %gone.hash, "block disconnected by a reorganisation");
+            let mut pending: std::collections::BTreeMap<String, Vec<Matched>> =
+                std::collections::BTreeMap::new();
+            for m in events.iter().filter_map(Matched::of_event) {
+                pending.entry(m.txid().to_owned()).or_default().push(m);
+            }
+            for (txid, matches) in pending {
+                self.source.unconfirmed(&txid, matches);
+            }
             self.publisher.publish_all(&events).await?;
             if self.tracker.is_empty() {
                 tracing::error!(
@@ -507,6 +519,10 @@ impl ChainSource for BitcoinSource {
         for t in txids {
             self.mempool.confirmed(t);
         }
+    }
+
+    fn unconfirmed(&mut self, txid: &str, matches: Vec<Matched>) {
+        self.mempool.unconfirmed(txid, matches);
     }
 
     async fn poll_mempool(&mut self, tracker: &ChainTracker) -> Result<Vec<ChainEvent>, RpcError> {

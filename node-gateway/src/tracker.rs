@@ -35,6 +35,31 @@ pub enum Matched {
 }
 
 impl Matched {
+    /// What matched, read back from an event about it.
+    pub fn of_event(event: &ChainEvent) -> Option<Matched> {
+        match event {
+            ChainEvent::Output {
+                txid,
+                output,
+                address,
+                asset,
+                amount,
+                ..
+            } => Some(Matched::Output {
+                txid: txid.clone(),
+                output: *output,
+                address: address.clone(),
+                asset: asset.clone(),
+                amount: *amount,
+            }),
+            ChainEvent::Transaction { txid, reverted, .. } => Some(Matched::Tx {
+                txid: txid.clone(),
+                reverted: *reverted,
+            }),
+            _ => None,
+        }
+    }
+
     pub fn txid(&self) -> &str {
         match self {
             Matched::Output { txid, .. } | Matched::Tx { txid, .. } => txid,
@@ -418,6 +443,23 @@ impl MempoolTracker {
         events
     }
 
+    /// A watched transaction of a block that a reorganisation removed is
+    /// pending again. Bitcoin Core returns such transactions to its mempool
+    /// unless they conflict or are no longer final; one that is not in the
+    /// mempool once the chain has settled is therefore reported dropped
+    /// (without the replacing txid: its inputs are not known here), so no
+    /// deposit waits forever for a transaction that will not come back.
+    pub fn unconfirmed(&mut self, txid: &str, matches: Vec<Matched>) {
+        if matches.is_empty() {
+            return;
+        }
+        self.known.insert(txid.to_owned());
+        self.seen.entry(txid.to_owned()).or_insert(SeenTx {
+            inputs: Vec::new(),
+            matches,
+        });
+    }
+
     /// A transaction reported seen was confirmed in a block: it is no
     /// longer pending, so leaving the mempool later (even when a
     /// reorganisation unconfirms it) does not make it dropped. If it comes
@@ -429,5 +471,50 @@ impl MempoolTracker {
     /// Number of watched transactions currently reported seen.
     pub fn seen_len(&self) -> usize {
         self.seen.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deposit(txid: &str) -> Matched {
+        Matched::Output {
+            txid: txid.into(),
+            output: 0,
+            address: "bcrt1qdeposit".into(),
+            asset: AssetId::new("BTC").unwrap(),
+            amount: Amount::from_base_units(50_000),
+        }
+    }
+
+    #[test]
+    fn a_reorganised_transaction_that_does_not_return_to_the_mempool_is_dropped() {
+        let net = Network::Bitcoin(proto::BitcoinNetwork::Regtest);
+        let mut m = MempoolTracker::new(net);
+        // Both unconfirmed by a reorganisation; only "back" returns.
+        for t in ["back", "gone", "mined"] {
+            let ev = deposit(t).event(
+                net,
+                TxStatus::Unconfirmed {
+                    block_hash: "b1".into(),
+                },
+            );
+            m.unconfirmed(t, vec![Matched::of_event(&ev).unwrap()]);
+        }
+        let mempool: HashSet<String> = ["back".to_owned()].into();
+        let events = m.departed(&mempool, |t| t == "mined");
+        assert_eq!(events.len(), 1, "{events:?}");
+        match &events[0] {
+            ChainEvent::Output { txid, status, .. } => {
+                assert_eq!(txid, "gone");
+                assert_eq!(status, &TxStatus::Dropped { replaced_by: None });
+            }
+            other => panic!("{other:?}"),
+        }
+        // The one back in the mempool confirms later: never dropped.
+        m.confirmed("back");
+        assert!(m.departed(&HashSet::new(), |_| false).is_empty());
+        assert_eq!(m.seen_len(), 0);
     }
 }
