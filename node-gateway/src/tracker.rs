@@ -315,6 +315,9 @@ pub struct MempoolTracker {
     inputs: HashMap<String, Vec<String>>,
     /// Watched transactions reported seen and not yet confirmed or dropped.
     seen: HashMap<String, SeenTx>,
+    /// Watched transactions of blocks a reorganisation removed, expected
+    /// back in the mempool (see [`MempoolTracker::unconfirmed`]).
+    returning: HashMap<String, Vec<Matched>>,
 }
 
 impl MempoolTracker {
@@ -325,6 +328,7 @@ impl MempoolTracker {
             spenders: HashMap::new(),
             inputs: HashMap::new(),
             seen: HashMap::new(),
+            returning: HashMap::new(),
         }
     }
 
@@ -369,6 +373,8 @@ impl MempoolTracker {
         inputs: Vec<String>,
         matches: Vec<Matched>,
     ) -> Vec<ChainEvent> {
+        // Back in the mempool after a reorganisation: reported seen again.
+        self.returning.remove(txid);
         for i in &inputs {
             self.spenders.insert(i.clone(), txid.to_owned());
         }
@@ -390,6 +396,7 @@ impl MempoolTracker {
     /// before it could be fetched): it is not looked at again.
     pub fn add_gone(&mut self, txid: &str) {
         self.known.insert(txid.to_owned());
+        self.returning.remove(txid);
     }
 
     /// Forgets the transactions that left the mempool. A watched one that
@@ -440,6 +447,23 @@ impl MempoolTracker {
                 ));
             }
         }
+        let back: Vec<String> = self
+            .returning
+            .keys()
+            .filter(|t| !mempool.contains(*t))
+            .cloned()
+            .collect();
+        for t in back {
+            let Some(matches) = self.returning.remove(&t) else {
+                continue;
+            };
+            if confirmed(&t) {
+                continue;
+            }
+            for m in &matches {
+                events.push(m.event(self.network, TxStatus::Dropped { replaced_by: None }));
+            }
+        }
         events
     }
 
@@ -450,14 +474,10 @@ impl MempoolTracker {
     /// (without the replacing txid: its inputs are not known here), so no
     /// deposit waits forever for a transaction that will not come back.
     pub fn unconfirmed(&mut self, txid: &str, matches: Vec<Matched>) {
-        if matches.is_empty() {
+        if matches.is_empty() || self.known.contains(txid) {
             return;
         }
-        self.known.insert(txid.to_owned());
-        self.seen.entry(txid.to_owned()).or_insert(SeenTx {
-            inputs: Vec::new(),
-            matches,
-        });
+        self.returning.insert(txid.to_owned(), matches);
     }
 
     /// A transaction reported seen was confirmed in a block: it is no
@@ -465,6 +485,7 @@ impl MempoolTracker {
     /// reorganisation unconfirms it) does not make it dropped. If it comes
     /// back to the mempool it is reported seen again (with the same id).
     pub fn confirmed(&mut self, txid: &str) {
+        self.returning.remove(txid);
         self.seen.remove(txid);
     }
 
@@ -512,7 +533,25 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        // The one back in the mempool confirms later: never dropped.
+        // The one back in the mempool is reported seen again when fetched,
+        // and confirms later: never dropped.
+        let tx = Transaction {
+            version: bitcoin::transaction::Version::TWO,
+            lock_time: bitcoin::absolute::LockTime::ZERO,
+            input: Vec::new(),
+            output: Vec::new(),
+        };
+        let seen = m.add("back", &tx, vec![deposit("back")]);
+        assert!(
+            matches!(
+                &seen[..],
+                [ChainEvent::Output {
+                    status: TxStatus::Seen,
+                    ..
+                }]
+            ),
+            "{seen:?}"
+        );
         m.confirmed("back");
         assert!(m.departed(&HashSet::new(), |_| false).is_empty());
         assert_eq!(m.seen_len(), 0);
