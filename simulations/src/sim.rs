@@ -707,10 +707,22 @@ impl User {
             let psbt = wallet::decode_psbt(answer["psbt"].as_str().unwrap_or_default())?;
             let signed = wallet.sign_and_finalize(psbt.clone())?;
             let raw_tx = wallet::raw_hex(&signed);
-            let relayed =
-                w.gw.relay(&id, &raw_tx)
-                    .await?
-                    .map_err(|e| anyhow!("{}: relay refused: {}", self.tag(), e.message))?;
+            let relayed = match w.gw.relay(&id, &raw_tx).await? {
+                Ok(r) => r,
+                Err(e) => {
+                    // The node refused the user's own transaction (e.g. a
+                    // reorganisation evicted the coins it spends): like a
+                    // wallet user, this one gives up and the swap expires.
+                    w.log(format!(
+                        "step {} {}: relay refused ({}); the user gives up",
+                        w.step,
+                        self.tag(),
+                        e.message
+                    ));
+                    self.acted = true;
+                    return Ok(());
+                }
+            };
             let deposit_txid = relayed["txid"].as_str().unwrap_or_default().to_owned();
             let (address, amount) = self.deposit()?;
             let dvout = w.vout_paying(&deposit_txid, &address).await?;
