@@ -72,6 +72,10 @@ struct RunArgs {
     /// Milliseconds between two polls of the nodes.
     #[arg(long, default_value_t = 200)]
     poll_ms: u64,
+    /// Requests per second one client IP may make without an API key
+    /// (bursts of four times as many).
+    #[arg(long, default_value_t = 50)]
+    anonymous_rate_per_ip: u32,
 }
 
 #[derive(Debug, clap::Args)]
@@ -150,6 +154,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         deposit_window: Duration::from_secs(args.deposit_window_secs),
         mismatch_decision_window: args.mismatch_window_secs.map(Duration::from_secs),
         poll_interval: Duration::from_millis(args.poll_ms.max(1)),
+        gateway_limits: gateway::Limits {
+            anonymous_per_ip: gateway::Rate {
+                per_second: args.anonymous_rate_per_ip.max(1),
+                burst: args.anonymous_rate_per_ip.max(1).saturating_mul(4),
+            },
+            ..gateway::Limits::default()
+        },
         ..EmbeddedConfig::default()
     };
     let engine = embedded::start(cfg).await?;

@@ -11,6 +11,10 @@ use anyhow::{bail, Context};
 use simulators::venue::SimVenue;
 use swapd::embedded::{self, Embedded, EmbeddedConfig};
 
+/// The per-IP request rate the simulated engine allows: all simulated users
+/// share one loopback address, unlike real users behind their own.
+const SIM_RATE_PER_IP: u32 = 1_000_000;
+
 /// Engine settings a simulation needs (the same for every mode).
 #[derive(Debug, Clone)]
 pub struct SimEngineSettings {
@@ -82,6 +86,14 @@ pub async fn start_in_process(
         venue_seed: Some(s.venue_seed),
         venue_autostep: false,
         mismatch_decision_window: Some(s.mismatch_window),
+        // Every simulated user comes from this one loopback address.
+        gateway_limits: gateway::Limits {
+            anonymous_per_ip: gateway::Rate {
+                per_second: SIM_RATE_PER_IP,
+                burst: SIM_RATE_PER_IP.saturating_mul(4),
+            },
+            ..gateway::Limits::default()
+        },
         ..EmbeddedConfig::default()
     })
     .await?;
@@ -193,6 +205,9 @@ pub async fn start_child(
         s.mismatch_window.as_secs().to_string(),
         "--poll-ms".into(),
         s.poll_interval.as_millis().to_string(),
+        // Every simulated user comes from this one loopback address.
+        "--anonymous-rate-per-ip".into(),
+        SIM_RATE_PER_IP.to_string(),
     ];
     let mut child = ChildEngine {
         program: program.to_path_buf(),
