@@ -264,7 +264,9 @@ fn partner_from_row(r: &sqlx::any::AnyRow) -> Result<Partner, sqlx::Error> {
     Ok(Partner {
         partner_id: r.try_get(0)?,
         name: r.try_get(1)?,
-        fee_bps: u32::try_from(fee).unwrap_or(0),
+        fee_bps: u32::try_from(fee).map_err(|_| {
+            sqlx::Error::Decode(format!("partner fee {fee} bps out of range").into())
+        })?,
         webhook: match (url, secret) {
             (Some(url), Some(secret)) => Some(Webhook { url, secret }),
             _ => None,

@@ -107,7 +107,11 @@ async fn outputs_paying(engine: &Embedded, address: &str) -> Vec<(String, u64)> 
         for tx in block["tx"].as_array().unwrap() {
             for out in tx["vout"].as_array().unwrap() {
                 if out["scriptPubKey"]["address"].as_str() == Some(address) {
-                    let sats = (out["value"].as_f64().unwrap() * 1e8).round() as u64;
+                    // The BTC amount as the node wrote it, read exactly.
+                    let sats = proto::Amount::parse_decimal(&out["value"].to_string(), 8)
+                        .unwrap()
+                        .base_units();
+                    let sats = u64::try_from(sats).unwrap();
                     found.push((tx["txid"].as_str().unwrap().to_owned(), sats));
                 }
             }

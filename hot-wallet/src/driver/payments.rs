@@ -204,9 +204,19 @@ impl HotWallet {
             .signed_since(order.asset.as_str(), since)
             .await?
         {
-            today = today.saturating_add(p.amount.parse::<u128>().unwrap_or(0));
+            let amount = p.amount.parse::<u128>().map_err(|e| {
+                HotWalletError::Internal(format!(
+                    "payment {}: stored amount {:?} unreadable: {e}",
+                    p.payment_id, p.amount
+                ))
+            })?;
+            today = today.checked_add(amount).ok_or_else(|| {
+                HotWalletError::Internal("the last 24 hours' payments overflow".into())
+            })?;
         }
-        let total = today.saturating_add(order.amount.base_units());
+        let total = today
+            .checked_add(order.amount.base_units())
+            .ok_or_else(|| HotWalletError::Internal("payment total overflows".into()))?;
         if total > limit.per_day.base_units() {
             return Ok(Some(format!(
                 "{} {} would bring the last 24 hours' payments to {} {}, over the daily limit of {} {}",
@@ -324,6 +334,25 @@ impl HotWallet {
             .await
             .map_err(HotWalletError::Chain)?;
         let deposits = &self.inner.deposits;
+        let request = |change_script: bitcoin::ScriptBuf| PayoutRequest {
+            recipients: vec![bitcoin::TxOut {
+                value: bitcoin::Amount::from_sat(value),
+                script_pubkey: dest.script_pubkey(),
+            }],
+            fee_rate_sat_per_vb: rate,
+            max_fee_rate_sat_per_vb: cfg.btc_max_fee_rate_sat_per_vb,
+            max_fee_sats: cfg.btc_max_fee_sats,
+            change_script,
+        };
+        // Try with the inventory address's script first (a change script of
+        // the same size): a payment that cannot be built yet, retried while
+        // it is held, allocates no change address.
+        let inventory = bitcoin::Address::from_str(&self.inner.btc_inventory_address)
+            .map_err(|e| HotWalletError::Internal(e.to_string()))?
+            .assume_checked()
+            .script_pubkey();
+        build_payout(&candidates, &request(inventory))
+            .map_err(|e| HotWalletError::Chain(format!("cannot build the payout: {e}")))?;
         let (_, change_address) = repo
             .allocate_change_address(&net, |index| {
                 deposits
@@ -342,20 +371,8 @@ impl HotWallet {
             .map_err(|e| HotWalletError::Internal(e.to_string()))?
             .assume_checked()
             .script_pubkey();
-        let plan = build_payout(
-            &candidates,
-            &PayoutRequest {
-                recipients: vec![bitcoin::TxOut {
-                    value: bitcoin::Amount::from_sat(value),
-                    script_pubkey: dest.script_pubkey(),
-                }],
-                fee_rate_sat_per_vb: rate,
-                max_fee_rate_sat_per_vb: cfg.btc_max_fee_rate_sat_per_vb,
-                max_fee_sats: cfg.btc_max_fee_sats,
-                change_script,
-            },
-        )
-        .map_err(|e| HotWalletError::Chain(format!("cannot build the payout: {e}")))?;
+        let plan = build_payout(&candidates, &request(change_script))
+            .map_err(|e| HotWalletError::Chain(format!("cannot build the payout: {e}")))?;
         let owned: Vec<OwnedInput> = plan
             .selected
             .iter()
