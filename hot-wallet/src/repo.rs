@@ -104,25 +104,7 @@ impl Repo {
         F: FnOnce(u32) -> Result<String, String>,
     {
         let mut tx = self.db.pool().begin().await?;
-        sqlx::query(
-            "INSERT INTO hw_address_index (network, next_index) VALUES ($1, 0) \
-             ON CONFLICT (network) DO NOTHING",
-        )
-        .bind(network)
-        .execute(&mut *tx)
-        .await?;
-        let row = sqlx::query(
-            "UPDATE hw_address_index SET next_index = next_index + 1 WHERE network = $1 \
-             RETURNING next_index",
-        )
-        .bind(network)
-        .fetch_one(&mut *tx)
-        .await?;
-        let next: i64 = row.try_get(0)?;
-        let index = u32::try_from(next - 1)
-            .ok()
-            .filter(|i| *i < 0x8000_0000)
-            .ok_or_else(|| RepoError::IndexExhausted(network.to_owned()))?;
+        let index = next_index(&mut tx, network, 0).await?;
         let address = derive(index).map_err(RepoError::Derivation)?;
         sqlx::query(
             "INSERT INTO hw_deposit_addresses (network, address, derivation_index, swap_id, created_at_ms) \
@@ -309,6 +291,35 @@ pub struct SpentInput {
     pub vout: u32,
 }
 
+/// Takes the next derivation index of `counter` (starting at `first`) in
+/// the caller's transaction: two callers never get the same one.
+async fn next_index(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    counter: &str,
+    first: i64,
+) -> Result<u32, RepoError> {
+    sqlx::query(
+        "INSERT INTO hw_address_index (network, next_index) VALUES ($1, $2) \
+         ON CONFLICT (network) DO NOTHING",
+    )
+    .bind(counter)
+    .bind(first)
+    .execute(&mut **tx)
+    .await?;
+    let row = sqlx::query(
+        "UPDATE hw_address_index SET next_index = next_index + 1 WHERE network = $1 \
+         RETURNING next_index",
+    )
+    .bind(counter)
+    .fetch_one(&mut **tx)
+    .await?;
+    let next: i64 = row.try_get(0)?;
+    u32::try_from(next - 1)
+        .ok()
+        .filter(|i| *i < 0x8000_0000)
+        .ok_or_else(|| RepoError::IndexExhausted(counter.to_owned()))
+}
+
 fn u32_col(r: &sqlx::any::AnyRow, i: usize) -> Result<u32, RepoError> {
     let v: i64 = r.try_get(i)?;
     u32::try_from(v).map_err(|_| {
@@ -353,25 +364,7 @@ impl Repo {
     {
         let counter = format!("{network}/change");
         let mut tx = self.db.pool().begin().await?;
-        sqlx::query(
-            "INSERT INTO hw_address_index (network, next_index) VALUES ($1, 1) \
-             ON CONFLICT (network) DO NOTHING",
-        )
-        .bind(&counter)
-        .execute(&mut *tx)
-        .await?;
-        let row = sqlx::query(
-            "UPDATE hw_address_index SET next_index = next_index + 1 WHERE network = $1 \
-             RETURNING next_index",
-        )
-        .bind(&counter)
-        .fetch_one(&mut *tx)
-        .await?;
-        let next: i64 = row.try_get(0)?;
-        let index = u32::try_from(next - 1)
-            .ok()
-            .filter(|i| *i < 0x8000_0000)
-            .ok_or_else(|| RepoError::IndexExhausted(counter.clone()))?;
+        let index = next_index(&mut tx, &counter, 1).await?;
         let address = derive(index).map_err(RepoError::Derivation)?;
         sqlx::query(
             "INSERT INTO hw_wallet_addresses (network, address, key_chain, key_index, created_at_ms) \
