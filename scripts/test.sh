@@ -17,6 +17,16 @@ cd "$(dirname "$0")/.."
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/swap-engine/target}"
 mkdir -p "$CARGO_TARGET_DIR"
+# A one-off test build gains nothing from incremental state, which only
+# costs disk.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+# The shared target directory collects a set of test executables per clone
+# path and per change; ones untouched for two days are stale (cargo relinks
+# any it still needs), and dropping them keeps the disk from filling up.
+if [ -d "$CARGO_TARGET_DIR/debug/deps" ]; then
+    find "$CARGO_TARGET_DIR/debug/deps" -maxdepth 1 -type f -perm -u+x ! -name '*.*' -mtime +2 -delete || true
+    rm -rf "$CARGO_TARGET_DIR/debug/incremental"
+fi
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 
 echo "test.sh: PostgreSQL" >&2
